@@ -1,0 +1,17 @@
+"""digitkit: small perception models (digits, clothing, small photos) trained and run from the command line.
+
+The public functions live in :mod:`digitkit.api`; they are re-exported here lazily so that
+``import digitkit`` (and ``digitkit --help``) never pays for importing torch.
+"""
+
+__version__ = "0.1.0"
+
+__all__ = ["train", "evaluate", "predict", "__version__"]
+
+
+def __getattr__(name: str):
+    if name in ("train", "evaluate", "predict"):
+        from digitkit import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'digitkit' has no attribute {name!r}")

@@ -1,0 +1,241 @@
+"""The tasks as plain functions a user can import and script: train, evaluate, predict.
+
+Nothing here prints: progress goes to the `reporter` handed in (see `digitkit.report`), results are returned.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+from digitkit.errors import CheckpointError, DataError, DigitkitError, InputError
+from digitkit.report import Reporter
+from digitkit.training.config import TrainConfig
+
+_RESUME_MAY_CHANGE = {"epochs", "target_accuracy", "patience"}
+
+
+class TrainingInterrupted(DigitkitError):
+    """Ctrl-C during training: the last completed epoch is safe on disk."""
+
+    exit_code = 130
+
+
+@dataclass
+class TrainResult:
+    checkpoint: Path
+    metrics: dict[str, Any]
+    history: list[dict[str, Any]]
+    stop_reason: str
+
+
+def _resolve_config(dataset: str, options: dict[str, Any]) -> TrainConfig:
+    from digitkit.presets import apply_preset
+
+    unknown = sorted(set(options) - {f.name for f in dataclasses.fields(TrainConfig)})
+    if unknown:
+        raise DigitkitError(f"unknown training option(s): {', '.join(unknown)}")
+    model = options.get("model") or "cnn"
+    preset = options.get("preset") or "default"
+    model_options, train_overrides = apply_preset(preset, model)
+    values = {**train_overrides, **{k: v for k, v in options.items() if v is not None}}
+    values["model_options"] = {**model_options, **(options.get("model_options") or {})}
+    values.update(dataset=dataset, model=model, preset=preset)
+    cfg = TrainConfig(**values)
+    _check_config(cfg)
+    return cfg
+
+
+def _check_config(cfg: TrainConfig) -> None:
+    problems = []
+    if cfg.epochs < 1:
+        problems.append("--epochs must be at least 1")
+    if cfg.batch_size < 1:
+        problems.append("--batch-size must be at least 1")
+    if not cfg.lr > 0:
+        problems.append("--lr must be positive")
+    if not 0 <= cfg.val_split < 1:
+        problems.append("--val-split must be in [0, 1)")
+    if cfg.limit is not None and cfg.limit < 1:
+        problems.append("--limit must be at least 1")
+    if cfg.patience < 0:
+        problems.append("--patience must be 0 (off) or more")
+    if cfg.optimizer not in ("adam", "adamw", "sgd"):
+        problems.append(f"--optimizer must be adam, adamw or sgd, not {cfg.optimizer!r}")
+    if cfg.target_accuracy is not None and not 0 < cfg.target_accuracy <= 1:
+        problems.append("--target-accuracy is a fraction in (0, 1], e.g. 0.99")
+    if problems:
+        raise DigitkitError("; ".join(problems))
+
+
+def _split(x, y, val_split: float, seed: int):
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    order = torch.randperm(len(x), generator=g)
+    n_val = int(round(len(x) * val_split))
+    val_idx, train_idx = order[:n_val], order[n_val:]
+    return x[train_idx], y[train_idx], x[val_idx], y[val_idx]
+
+
+def _model_config(cfg: TrainConfig, spec) -> Any:
+    from digitkit.models.registry import make_config
+
+    values = {"in_channels": spec.channels, "num_classes": len(spec.classes), "image_size": spec.size}
+    values.update(cfg.model_options)
+    try:
+        return make_config(cfg.model, values)
+    except TypeError as exc:
+        raise DigitkitError(f"bad model option: {exc}") from None
+
+
+def train(
+    dataset: str = "mnist",
+    *,
+    out: str | os.PathLike | None = None,
+    data_dir: str | os.PathLike | None = None,
+    resume: str | os.PathLike | None = None,
+    device: str = "auto",
+    reporter: Reporter | None = None,
+    allow_download: bool = True,
+    **options: Any,
+) -> TrainResult:
+    """Train a model on a dataset and write a checkpoint after every epoch (so Ctrl-C loses nothing).
+
+    `options` are `TrainConfig` fields (epochs, batch_size, lr, model, preset, model_options, ...).
+    With `resume`, the checkpoint's own config is used; only epochs, target_accuracy and patience may change.
+    """
+    import torch
+
+    from digitkit import checkpoint as ckpt_io
+    from digitkit.data.paths import resolve_data_dir
+    from digitkit.data.registry import get_dataset, load
+    from digitkit.device import pick_device
+    from digitkit.models.registry import build_model, config_to_dict
+    from digitkit.training.callbacks import EarlyStopping
+    from digitkit.training.loop import LoopState, Normalization, fit, logits_for, loss_and_accuracy, make_optimizer, make_scheduler
+    from digitkit.training.state import optimizer_from_tensors, optimizer_to_tensors
+
+    reporter = reporter or Reporter()
+    previous = None
+    if resume is not None:
+        previous = ckpt_io.load(resume)
+        if previous.train_state is None:
+            raise CheckpointError(f"{resume}: holds no training state to resume from (it was saved for deployment only)")
+        cfg = TrainConfig.from_dict(previous.train_config)
+        changed = {k for k, v in options.items() if v is not None and k in cfg.to_dict() and v != getattr(cfg, k)}
+        if changed - _RESUME_MAY_CHANGE:
+            raise DigitkitError(
+                f"cannot change {', '.join(sorted(changed - _RESUME_MAY_CHANGE))} when resuming; "
+                f"only {', '.join(sorted(_RESUME_MAY_CHANGE))} may differ from the checkpoint's run"
+            )
+        for key in changed:
+            setattr(cfg, key, options[key])
+        _check_config(cfg)
+        out = Path(out) if out is not None else Path(resume)
+    else:
+        cfg = _resolve_config(dataset, options)
+        out = Path(out) if out is not None else Path("runs") / f"{cfg.dataset}-{cfg.model}.safetensors"
+
+    spec = get_dataset(cfg.dataset)
+    dev = pick_device(device)
+    torch.manual_seed(cfg.seed)
+    folder = resolve_data_dir(data_dir)
+    splits = load(spec, folder, allow_download=allow_download)
+    reporter.info(f"{spec.title}: {len(splits.train_y):,} train / {len(splits.test_y):,} test images from {splits.source}")
+    if splits.note:
+        reporter.warn(splits.note)
+    x, y = splits.train_x, splits.train_y
+    if cfg.limit is not None:
+        x, y = x[: cfg.limit], y[: cfg.limit]
+    train_x, train_y, val_x, val_y = _split(x, y, cfg.val_split, cfg.seed)
+    on_gpu = dev.type != "cpu"
+    data = {k: (v.to(dev) if on_gpu else v) for k, v in dict(train_x=train_x, train_y=train_y, val_x=val_x, val_y=val_y).items()}
+
+    model_cfg = _model_config(cfg, spec)
+    model = build_model(cfg.model, model_cfg).to(dev).to(memory_format=torch.channels_last)
+    optimizer = make_optimizer(model, cfg)
+    scheduler = make_scheduler(optimizer, cfg)
+    early = EarlyStopping(cfg.patience)
+    state = LoopState()
+    if previous is not None:
+        ts = previous.train_state
+        try:
+            model.load_state_dict({k[len("model."):]: v for k, v in previous.train_tensors.items() if k.startswith("model.")})
+            optimizer_from_tensors(optimizer, previous.train_tensors, ts["optimizer"])
+            scheduler.load_state_dict(ts["scheduler"])
+            early.load_state_dict(ts["early_stopping"])
+        except (RuntimeError, KeyError, ValueError) as exc:
+            raise CheckpointError(f"{resume}: training state does not match its model ({exc})") from None
+        state = LoopState(epoch=int(ts["epoch"]), history=list(previous.history),
+                          best_weights={k: v.to(dev) for k, v in previous.weights.items()})
+        if ts.get("status") == "complete" and not (state.epoch < cfg.epochs and ts.get("stop_reason", "").startswith("finished")):
+            reporter.info(f"{resume}: training already finished ({ts.get('stop_reason', 'complete')}); nothing to do")
+            return TrainResult(Path(resume), previous.metrics, previous.history, ts.get("stop_reason", ""))
+        reporter.info(f"resuming {resume} after epoch {state.epoch}")
+    n_params = sum(p.numel() for p in model.parameters())
+    reporter.info(f"model {cfg.model} ({n_params:,} parameters) on {dev}; {len(train_y):,} train / {len(val_y):,} val")
+
+    norm = Normalization(spec.mean, spec.std)
+    input_meta = {"channels": spec.channels, "size": spec.size, "mean": list(spec.mean), "std": list(spec.std), "preprocess": spec.preprocess}
+
+    def snapshot(st: LoopState, status: str, metrics: dict[str, Any]) -> ckpt_io.Checkpoint:
+        optim_tensors, optim_meta = optimizer_to_tensors(optimizer)
+        train_tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+        train_tensors.update(optim_tensors)
+        return ckpt_io.Checkpoint(
+            model_name=cfg.model,
+            model_config=config_to_dict(model_cfg),
+            dataset=spec.name,
+            classes=list(spec.classes),
+            input=input_meta,
+            weights=st.best_weights,
+            train_config=cfg.to_dict(),
+            history=st.history,
+            metrics=metrics,
+            versions=ckpt_io.versions(),
+            train_state={
+                "epoch": st.epoch,
+                "status": status,
+                "stop_reason": st.stop_reason,
+                "early_stopping": early.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "optimizer": optim_meta,
+                "data": {"source": splits.source, "note": splits.note, "train": len(train_y), "val": len(val_y)},
+            },
+            train_tensors=train_tensors,
+        )
+
+    def on_epoch_end(st: LoopState) -> None:
+        ckpt_io.save(out, snapshot(st, "running", {"best_val_loss": early.state_dict()["best"]}))
+
+    try:
+        state = fit(model, optimizer, scheduler, early, data, cfg, norm, spec.augment, dev, state, reporter, on_epoch_end)
+    except KeyboardInterrupt:
+        if state.epoch > 0 or previous is not None:
+            raise TrainingInterrupted(
+                f"interrupted during epoch {state.epoch + 1}; epoch {state.epoch} is saved in {out}; "
+                f"continue with: digitkit train --resume {out}"
+            ) from None
+        raise TrainingInterrupted("interrupted before the first epoch finished; nothing was saved") from None
+
+    reporter.info(state.stop_reason)
+    model.load_state_dict(state.best_weights)
+    test_loss, test_acc = loss_and_accuracy(logits_for(model, splits.test_x, norm, dev), splits.test_y)
+    best = min(state.history, key=lambda r: (r["val_loss"] if r["val_loss"] is not None else r["train_loss"]))
+    metrics = {
+        "test_accuracy": test_acc,
+        "test_loss": test_loss,
+        "test_samples": len(splits.test_y),
+        "val_accuracy": best["val_accuracy"],
+        "val_loss": best["val_loss"],
+        "best_epoch": best["epoch"],
+        "epochs_run": state.epoch,
+        "train_seconds": sum(r["seconds"] for r in state.history),
+        "dataset_note": splits.note,
+    }
+    ckpt_io.save(out, snapshot(state, "complete", metrics))
+    return TrainResult(out, metrics, state.history, state.stop_reason)

@@ -1,0 +1,145 @@
+"""Save and load digitkit checkpoints: one `.safetensors` file, weights plus JSON metadata, no pickle.
+
+Layout of the file:
+- `model.*`        the weights to deploy (the best epoch's, when early stopping restores them)
+- `train.model.*`  the last completed epoch's weights, and `train.optim.<i>.<key>` the optimizer's tensors;
+                   both only while training state is kept, so `--resume` continues exactly
+- metadata         string -> JSON string: model name and config, dataset, classes, input normalization,
+                   train config, history, metrics, versions, and the loop's state for `--resume`
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import tempfile
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from digitkit.errors import CheckpointError
+
+FORMAT = "digitkit-checkpoint"
+FORMAT_VERSION = 1
+_JSON_KEYS = ("model_config", "classes", "input", "train_config", "history", "metrics", "versions", "train_state")
+
+
+@dataclass
+class Checkpoint:
+    model_name: str
+    model_config: dict[str, Any]
+    dataset: str
+    classes: list[str]
+    input: dict[str, Any]  # channels, size, mean, std, preprocess
+    weights: dict[str, Any]
+    train_config: dict[str, Any] = field(default_factory=dict)
+    history: list[dict[str, Any]] = field(default_factory=list)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    versions: dict[str, str] = field(default_factory=dict)
+    created: str = ""
+    train_state: dict[str, Any] | None = None  # epoch, early stopping, scheduler, optimizer groups, status
+    train_tensors: dict[str, Any] = field(default_factory=dict)  # last weights and optimizer tensors
+
+    def build_model(self, device: Any = "cpu"):
+        """Rebuild the model from its config and load the deployable weights, in eval mode."""
+        from digitkit.models.registry import build_model, make_config
+        from digitkit.errors import DigitkitError
+
+        try:
+            config = make_config(self.model_name, dict(self.model_config))
+            model = build_model(self.model_name, config)
+        except (DigitkitError, TypeError, ValueError) as exc:
+            raise CheckpointError(f"checkpoint describes a model that cannot be built: {exc}") from None
+        try:
+            model.load_state_dict(self.weights, strict=True)
+        except RuntimeError as exc:
+            first = str(exc).strip().splitlines()
+            detail = first[1].strip() if len(first) > 1 else first[0]
+            raise CheckpointError(f"weights do not match the {self.model_name} architecture in the metadata: {detail}") from None
+        return model.to(device).eval()
+
+    def without_training_state(self) -> "Checkpoint":
+        import dataclasses
+
+        return dataclasses.replace(self, train_state=None, train_tensors={})
+
+
+def versions() -> dict[str, str]:
+    import torch
+
+    from digitkit import __version__
+
+    return {"digitkit": __version__, "torch": torch.__version__, "python": platform.python_version()}
+
+
+def save(path: str | os.PathLike, ckpt: Checkpoint) -> Path:
+    """Write atomically: a temp file in the same folder, then rename, so a crash never leaves half a file."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {f"model.{k}": v for k, v in ckpt.weights.items()}
+    tensors.update({f"train.{k}": v for k, v in ckpt.train_tensors.items()})
+    tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
+    meta = {
+        "format": FORMAT,
+        "format_version": str(FORMAT_VERSION),
+        "model": ckpt.model_name,
+        "dataset": ckpt.dataset,
+        "created": ckpt.created or datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    for key in _JSON_KEYS:
+        value = getattr(ckpt, key)
+        if value is not None:
+            meta[key] = json.dumps(value)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".part", dir=path.parent)
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata=meta)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return path
+
+
+def load(path: str | os.PathLike) -> Checkpoint:
+    """Read a checkpoint, with one clear error for a missing, corrupt or foreign file."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            if meta.get("format") != FORMAT:
+                raise CheckpointError(f"{path}: not a digitkit checkpoint (a .safetensors file without digitkit metadata)")
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except CheckpointError:
+        raise
+    except Exception as exc:  # safetensors raises its own error types for corrupt headers and short files
+        raise CheckpointError(f"{path}: not a readable .safetensors file (corrupt or truncated?): {exc}") from None
+    version = meta.get("format_version", "")
+    if not version.isdigit() or int(version) > FORMAT_VERSION:
+        raise CheckpointError(f"{path}: checkpoint format {version!r} is newer than this digitkit understands; upgrade digitkit")
+    try:
+        fields = {k: json.loads(meta[k]) for k in _JSON_KEYS if k in meta}
+        return Checkpoint(
+            model_name=meta["model"],
+            dataset=meta["dataset"],
+            created=meta.get("created", ""),
+            weights={k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")},
+            train_tensors={k[len("train."):]: v for k, v in tensors.items() if k.startswith("train.")},
+            model_config=fields["model_config"],
+            classes=fields["classes"],
+            input=fields["input"],
+            train_config=fields.get("train_config", {}),
+            history=fields.get("history", []),
+            metrics=fields.get("metrics", {}),
+            versions=fields.get("versions", {}),
+            train_state=fields.get("train_state"),
+        )
+    except (KeyError, ValueError, TypeError) as exc:
+        raise CheckpointError(f"{path}: digitkit metadata is damaged ({exc.__class__.__name__}: {exc})") from None

@@ -1,0 +1,160 @@
+"""The `digitkit` command: options in, one call into `digitkit.api`, results out.
+
+Data goes to stdout, progress and errors to stderr. Exit codes: 0 ok, 1 some inputs failed,
+2 bad usage or data, 130 interrupted. No torch import at module top, so `--help` is instant.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import typer
+
+from digitkit import __version__
+from digitkit.errors import DigitkitError
+
+app = typer.Typer(
+    name="digitkit",
+    help="Train, evaluate and run small image classifiers (MNIST, Fashion-MNIST, CIFAR-10), fast on a CPU.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+class Device(str, Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+    mps = "mps"
+
+
+def _fail(message: str, code: int) -> None:
+    sys.stderr.write(f"digitkit: error: {message}\n")
+    raise typer.Exit(code)
+
+
+def _run(fn: Callable[[], Any]) -> Any:
+    """Run a task, turning user-caused errors and Ctrl-C into one line and an exit code."""
+    try:
+        return fn()
+    except DigitkitError as exc:
+        _fail(str(exc), exc.exit_code)
+    except KeyboardInterrupt:
+        _fail("interrupted", 130)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"digitkit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+) -> None:
+    """Train, evaluate and run small image classifiers, fast on a CPU."""
+
+
+def _parse_value(text: str) -> Any:
+    if "," in text:
+        return [_parse_value(part) for part in text.split(",") if part]
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return {"true": True, "false": False}.get(text.lower(), text)
+
+
+def _model_options(pairs: list[str]) -> dict[str, Any]:
+    options = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise DigitkitError(f"--model-option takes KEY=VALUE (e.g. filters=32,64,128), not {pair!r}")
+        options[key.strip().replace("-", "_")] = _parse_value(value.strip())
+    return options
+
+
+def _print_json(obj: Any) -> None:
+    sys.stdout.write(json.dumps(obj) + "\n")
+    sys.stdout.flush()
+
+
+@app.command()
+def train(
+    dataset: Optional[str] = typer.Argument(None, help="mnist, fashion-mnist or cifar10 (not needed with --resume)."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Model family: cnn or resnet. [default: cnn]"),
+    preset: Optional[str] = typer.Option(None, "--preset", "-p", help="Named settings: default, seed (the seed's 128/192/256 CNN)."),
+    model_option: list[str] = typer.Option([], "--model-option", "-o", help="Model size, KEY=VALUE, repeatable: filters=32,64 dense=256 dropout_conv=0.25 widths=32,64,128 blocks_per_stage=2."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", "-e", help="Most epochs to run. [default: 50]"),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b", help="[default: 64]"),
+    lr: Optional[float] = typer.Option(None, "--lr", help="Learning rate. [default: 0.001]"),
+    optimizer: Optional[str] = typer.Option(None, "--optimizer", help="adam, adamw or sgd. [default: adam]"),
+    weight_decay: Optional[float] = typer.Option(None, "--weight-decay", help="[default: 0]"),
+    val_split: Optional[float] = typer.Option(None, "--val-split", help="Fraction of training data held out for validation. [default: 0.1]"),
+    patience: Optional[int] = typer.Option(None, "--patience", help="Early stopping: epochs without val-loss improvement; 0 = off. [default: 3]"),
+    lr_factor: Optional[float] = typer.Option(None, "--lr-factor", help="ReduceLROnPlateau factor. [default: 0.2]"),
+    lr_patience: Optional[int] = typer.Option(None, "--lr-patience", help="ReduceLROnPlateau patience. [default: 2]"),
+    min_lr: Optional[float] = typer.Option(None, "--min-lr", help="ReduceLROnPlateau floor. [default: 0.0001]"),
+    label_smoothing: Optional[float] = typer.Option(None, "--label-smoothing", help="[default: 0]"),
+    augment: Optional[bool] = typer.Option(None, "--augment/--no-augment", help="Random shifts/rotations/flips on training batches. [default: on]"),
+    target_accuracy: Optional[float] = typer.Option(None, "--target-accuracy", help="Stop once val accuracy reaches this fraction, e.g. 0.99."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Makes a run repeatable on the same machine. [default: 0]"),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Train on the first N training samples only (quick runs)."),
+    device: Device = typer.Option(Device.auto, "--device", help="Where to train."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Checkpoint path. [default: runs/DATASET-MODEL.safetensors]"),
+    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue a run from its checkpoint (optimizer, schedule and early-stopping state included)."),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Dataset folder. [default: $DIGITKIT_DATA, else the user cache dir]"),
+    download: bool = typer.Option(True, "--download/--no-download", help="Fetch missing dataset files (checksummed)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the final metrics as JSON on stdout."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only warnings and errors on stderr."),
+) -> None:
+    """Train a model; writes a checkpoint after every epoch and prints its path (or --json metrics) on stdout."""
+    if dataset is None and resume is None:
+        _fail("give a DATASET (mnist, fashion-mnist, cifar10) or --resume CHECKPOINT", 2)
+
+    def task():
+        from digitkit import api
+        from digitkit.report import ConsoleReporter
+
+        reporter = ConsoleReporter(quiet=quiet)
+        options = dict(
+            model=model, preset=preset, epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer,
+            weight_decay=weight_decay, val_split=val_split, patience=patience, lr_factor=lr_factor,
+            lr_patience=lr_patience, min_lr=min_lr, label_smoothing=label_smoothing, augment=augment,
+            target_accuracy=target_accuracy, seed=seed, limit=limit,
+        )
+        if model_option:
+            options["model_options"] = _model_options(model_option)
+        try:
+            return api.train(dataset or "", out=out, data_dir=data_dir, resume=resume, device=device.value,
+                             reporter=reporter, allow_download=download, **options)
+        finally:
+            reporter.close()
+
+    result = _run(task)
+    m = result.metrics
+    if as_json:
+        _print_json({"checkpoint": str(result.checkpoint), "stop_reason": result.stop_reason, **m})
+    else:
+        sys.stderr.write(
+            f"test accuracy {m['test_accuracy']:.4f} (loss {m['test_loss']:.4f}) after {m['epochs_run']} epochs, "
+            f"{m['train_seconds']:.0f} s of training\n"
+        )
+        typer.echo(str(result.checkpoint))
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

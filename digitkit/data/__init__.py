@@ -1,0 +1,1 @@
+"""Datasets: where they live on disk, how they are fetched and read into memory."""

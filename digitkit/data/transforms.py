@@ -1,0 +1,40 @@
+"""Batch-level tensor ops: uint8 -> normalized float, and random geometry for training batches."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from digitkit.data.registry import Augment
+
+
+def normalize(x: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
+    """uint8 [B, C, H, W], or floats already in [0, 1], -> standardized float32."""
+    x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
+    m = torch.tensor(mean, device=x.device).view(1, -1, 1, 1)
+    s = torch.tensor(std, device=x.device).view(1, -1, 1, 1)
+    return (x - m) / s
+
+
+def augment(x: torch.Tensor, spec: Augment) -> torch.Tensor:
+    """Random rotation/scale/shift (one affine warp per sample) and horizontal flips on a float batch in [0, 1]."""
+    b, _, h, w = x.shape
+    dev = x.device
+    if spec.rotate_deg or spec.translate_px or spec.scale:
+        angle = (torch.rand(b, device=dev) * 2 - 1) * math.radians(spec.rotate_deg)
+        scale = 1 + (torch.rand(b, device=dev) * 2 - 1) * spec.scale
+        shift = (torch.rand(b, 2, device=dev) * 2 - 1) * spec.translate_px
+        if spec.integer_shift:
+            shift = shift.round()
+        cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+        theta = torch.stack(
+            [torch.stack([cos, -sin, shift[:, 0] * 2 / w], 1), torch.stack([sin, cos, shift[:, 1] * 2 / h], 1)], 1
+        )
+        grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+        x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    if spec.hflip:
+        flip = torch.rand(b, device=dev) < 0.5
+        x = torch.where(flip.view(-1, 1, 1, 1), x.flip(3), x)
+    return x

@@ -1,0 +1,26 @@
+"""The one place that picks the compute device."""
+
+from __future__ import annotations
+
+from digitkit.errors import DigitkitError
+
+DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
+
+
+def pick_device(name: str = "auto"):
+    import torch
+
+    name = (name or "auto").lower()
+    if name not in DEVICE_CHOICES and not name.startswith("cuda:"):
+        raise DigitkitError(f"unknown device {name!r}; choose one of: {', '.join(DEVICE_CHOICES)}")
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise DigitkitError("--device cuda was asked for, but no CUDA GPU is available to torch here")
+    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise DigitkitError("--device mps was asked for, but Apple's MPS backend is not available here")
+    return torch.device(name)

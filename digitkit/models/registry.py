@@ -1,0 +1,43 @@
+"""Model name -> (config dataclass, module class); a checkpoint rebuilds its model from these alone."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from digitkit.errors import CheckpointError, DigitkitError
+
+
+def _table() -> dict[str, tuple[type, type]]:
+    from digitkit.models.cnn import CNN, CNNConfig
+    from digitkit.models.resnet import ResNet, ResNetConfig
+
+    return {"cnn": (CNNConfig, CNN), "resnet": (ResNetConfig, ResNet)}
+
+
+MODEL_NAMES = ("cnn", "resnet")
+
+
+def make_config(name: str, values: dict[str, Any]) -> Any:
+    """Build a model's config from plain values (JSON lists become tuples), rejecting unknown fields."""
+    table = _table()
+    if name not in table:
+        raise DigitkitError(f"unknown model {name!r}; choose one of: {', '.join(MODEL_NAMES)}")
+    config_cls = table[name][0]
+    known = {f.name: f for f in dataclasses.fields(config_cls)}
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise DigitkitError(f"model {name!r} has no option(s) {', '.join(unknown)}")
+    fixed = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+    return config_cls(**fixed)
+
+
+def build_model(name: str, config: Any):
+    table = _table()
+    if name not in table:
+        raise CheckpointError(f"unknown model {name!r}")
+    return table[name][1](config)
+
+
+def config_to_dict(config: Any) -> dict[str, Any]:
+    return dataclasses.asdict(config)

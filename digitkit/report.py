@@ -1,0 +1,109 @@
+"""Everything the user sees on stderr while work runs: Rich progress and epoch rows on a terminal,
+plain one-line-per-epoch output otherwise. `Reporter` itself is silent, for scripts and tests."""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from typing import Any, TextIO
+
+_COLUMNS = (("epoch", 7), ("train acc", 10), ("train loss", 11), ("val acc", 9), ("val loss", 10), ("lr", 9), ("seconds", 8))
+
+
+class Reporter:
+    """The silent reporter: the interface the tasks call, doing nothing."""
+
+    def info(self, message: str) -> None: ...
+
+    def warn(self, message: str) -> None: ...
+
+    def epoch_started(self, epoch: int, epochs: int, steps: int) -> None: ...
+
+    def batch_done(self, step: int, loss: float, accuracy: float) -> None: ...
+
+    def epoch_done(self, row: dict[str, Any]) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def _fmt(value: Any, digits: int = 4) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def epoch_cells(row: dict[str, Any]) -> list[str]:
+    return [
+        f"{row['epoch']}",
+        _fmt(row["train_accuracy"]),
+        _fmt(row["train_loss"]),
+        _fmt(row["val_accuracy"]),
+        _fmt(row["val_loss"]),
+        f"{row['lr']:.2e}",
+        f"{row['seconds']:.1f}",
+    ]
+
+
+class ConsoleReporter(Reporter):
+    """Rich on a terminal, plain lines in a pipe or a log file; always on stderr."""
+
+    def __init__(self, stream: TextIO | None = None, quiet: bool = False):
+        from rich.console import Console
+
+        self.console = Console(file=stream or sys.stderr, highlight=False)
+        self.live = self.console.is_terminal
+        self.quiet = quiet
+        self._progress = None
+        self._task = None
+        self._header_done = False
+        self._last_plain = 0.0
+
+    def info(self, message: str) -> None:
+        if not self.quiet and message:
+            self.console.print(message, style="dim" if self.live else None, markup=False)
+
+    def warn(self, message: str) -> None:
+        self.console.print(f"warning: {message}", style="yellow" if self.live else None, markup=False)
+
+    def epoch_started(self, epoch: int, epochs: int, steps: int) -> None:
+        if self.quiet:
+            return
+        if not self._header_done:
+            self._header_done = True
+            if self.live:
+                self.console.print(" ".join(f"{name:>{w}}" for name, w in _COLUMNS), style="bold")
+        if self.live:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+            self._progress = Progress(
+                TextColumn(f"epoch {epoch}/{epochs}"), BarColumn(), MofNCompleteColumn(), TextColumn("loss {task.fields[loss]}"),
+                TimeElapsedColumn(), TimeRemainingColumn(), console=self.console, transient=True,
+            )
+            self._progress.start()
+            self._task = self._progress.add_task("train", total=steps, loss="-")
+
+    def batch_done(self, step: int, loss: float, accuracy: float) -> None:
+        if self._progress is not None:
+            fields = {} if math.isnan(loss) else {"loss": f"{loss:.4f}"}
+            self._progress.update(self._task, completed=step, **fields)
+
+    def epoch_done(self, row: dict[str, Any]) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+        if self.quiet:
+            return
+        cells = epoch_cells(row)
+        if self.live:
+            self.console.print(" ".join(f"{c:>{w}}" for c, (_, w) in zip(cells, _COLUMNS)), markup=False)
+        else:
+            names = ("epoch", "train_acc", "train_loss", "val_acc", "val_loss", "lr", "seconds")
+            self.console.print(" ".join(f"{n}={c}" for n, c in zip(names, cells)), markup=False, soft_wrap=True)
+
+    def close(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None

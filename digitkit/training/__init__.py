@@ -1,0 +1,1 @@
+"""The one training loop for every dataset and model, its config, and its callbacks."""

@@ -1,0 +1,37 @@
+"""Early stopping with best-weight restore; its state goes into the checkpoint so `--resume` is exact."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+
+class EarlyStopping:
+    """Stop when the monitored loss has not improved for `patience` epochs (0 = never stop)."""
+
+    def __init__(self, patience: int, min_delta: float = 0.0):
+        self.patience = patience
+        self.min_delta = min_delta
+        self.best = math.inf
+        self.best_epoch = 0
+        self.bad_epochs = 0
+
+    def step(self, value: float, epoch: int) -> bool:
+        """Record one epoch's loss; True when it is the best so far."""
+        if value < self.best - self.min_delta:
+            self.best, self.best_epoch, self.bad_epochs = value, epoch, 0
+            return True
+        self.bad_epochs += 1
+        return False
+
+    @property
+    def should_stop(self) -> bool:
+        return self.patience > 0 and self.bad_epochs >= self.patience
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.best if math.isfinite(self.best) else None, "best_epoch": self.best_epoch, "bad_epochs": self.bad_epochs}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best = math.inf if state.get("best") is None else float(state["best"])
+        self.best_epoch = int(state.get("best_epoch", 0))
+        self.bad_epochs = int(state.get("bad_epochs", 0))

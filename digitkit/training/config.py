@@ -1,0 +1,38 @@
+"""Every knob of a training run in one dataclass; it is stored in the checkpoint so a run can be repeated."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class TrainConfig:
+    dataset: str = "mnist"
+    model: str = "cnn"
+    preset: str = "default"
+    model_options: dict[str, Any] = field(default_factory=dict)
+    epochs: int = 50
+    batch_size: int = 64
+    lr: float = 1e-3
+    optimizer: str = "adam"  # adam | adamw | sgd
+    weight_decay: float = 0.0
+    val_split: float = 0.1
+    patience: int = 3  # early stopping on val loss; 0 turns it off
+    lr_factor: float = 0.2  # ReduceLROnPlateau
+    lr_patience: int = 2
+    min_lr: float = 1e-4
+    label_smoothing: float = 0.0
+    augment: bool = True
+    seed: int = 0
+    limit: int | None = None
+    target_accuracy: float | None = None  # stop once val accuracy reaches this
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})
