@@ -239,3 +239,165 @@ def train(
     }
     ckpt_io.save(out, snapshot(state, "complete", metrics))
     return TrainResult(out, metrics, state.history, state.stop_reason)
+
+
+@dataclass
+class EvalResult:
+    checkpoint: str
+    dataset: str
+    samples: int
+    accuracy: float
+    loss: float
+    classes: list[str]
+    per_class: list[dict[str, Any]]
+    confusion: list[list[int]]
+    history: list[dict[str, Any]] = field(default_factory=list)
+    note: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _checkpoint_path(checkpoint: str | os.PathLike | None) -> Path:
+    from digitkit.weights import shipped
+
+    return Path(checkpoint) if checkpoint is not None else shipped("image")
+
+
+def evaluate(
+    checkpoint: str | os.PathLike | None = None,
+    *,
+    data_dir: str | os.PathLike | None = None,
+    device: str = "auto",
+    batch_size: int = 1000,
+    plot: str | os.PathLike | None = None,
+    curves: str | os.PathLike | None = None,
+    allow_download: bool = True,
+    reporter: Reporter | None = None,
+) -> EvalResult:
+    """Test-set accuracy, loss, per-class precision/recall/F1 and confusion matrix of a checkpoint.
+
+    With no checkpoint, the shipped pretrained model is evaluated on its own dataset.
+    """
+    from digitkit import checkpoint as ckpt_io
+    from digitkit.data.paths import resolve_data_dir
+    from digitkit.data.registry import get_dataset, load
+    from digitkit.device import pick_device
+    from digitkit.metrics import confusion_matrix, per_class
+    from digitkit.training.loop import Normalization, logits_for, loss_and_accuracy
+
+    reporter = reporter or Reporter()
+    path = _checkpoint_path(checkpoint)
+    ckpt = ckpt_io.load(path)
+    if batch_size < 1:
+        raise DigitkitError("--batch-size must be at least 1")
+    dev = pick_device(device)
+    model = ckpt.build_model(dev)
+    spec = get_dataset(ckpt.dataset)
+    splits = load(spec, resolve_data_dir(data_dir), allow_download=allow_download)
+    reporter.info(f"evaluating {path} on the {spec.title} test set ({len(splits.test_y):,} images)")
+    norm = Normalization(tuple(ckpt.input["mean"]), tuple(ckpt.input["std"]))
+    logits = logits_for(model, splits.test_x, norm, dev, batch_size)
+    loss, acc = loss_and_accuracy(logits, splits.test_y)
+    conf = confusion_matrix(splits.test_y, logits.argmax(1), len(ckpt.classes))
+    result = EvalResult(
+        checkpoint=str(path), dataset=spec.name, samples=len(splits.test_y), accuracy=acc, loss=loss,
+        classes=list(ckpt.classes), per_class=per_class(conf, list(ckpt.classes)), confusion=conf.tolist(),
+        history=ckpt.history, note=splits.note,
+    )
+    if plot is not None:
+        from digitkit.plots import confusion_png
+
+        confusion_png(result.confusion, result.classes, Path(plot), f"{spec.title} test: accuracy {acc:.2%}")
+        reporter.info(f"wrote {plot}")
+    if curves is not None:
+        from digitkit.plots import curves_png
+
+        curves_png(ckpt.history, Path(curves), f"{path.name}: {ckpt.model_name} on {spec.title}")
+        reporter.info(f"wrote {curves}")
+    return result
+
+
+@dataclass
+class Prediction:
+    path: str
+    label: str
+    confidence: float
+    top: list[tuple[str, float]]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"path": self.path, "label": self.label, "confidence": self.confidence,
+                "top": [{"label": label, "confidence": c} for label, c in self.top]}
+
+
+@dataclass
+class Failure:
+    path: str
+    error: str
+
+
+def _chunks(items: Iterable[str], size: int) -> Iterator[list[str]]:
+    chunk: list[str] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def predict(
+    paths: Iterable[str | os.PathLike],
+    *,
+    model: str | os.PathLike | None = None,
+    top_k: int = 1,
+    batch_size: int = 256,
+    device: str = "cpu",
+) -> Iterator[Prediction | Failure]:
+    """Classify image files, in input order; one loaded model, batched forward passes of at most `batch_size`.
+
+    A file that cannot be used yields a `Failure` and the others go on. With no `model`, the shipped
+    MNIST model is used. `paths` may be a lazy iterator (e.g. lines from stdin): results stream out per batch.
+    """
+    import numpy as np
+    import torch
+
+    from digitkit import checkpoint as ckpt_io
+    from digitkit.data.preprocess import open_image, to_input
+    from digitkit.data.transforms import normalize
+    from digitkit.device import pick_device
+
+    if top_k < 1:
+        raise DigitkitError("--top-k must be at least 1")
+    if batch_size < 1:
+        raise DigitkitError("--batch-size must be at least 1")
+    ckpt = ckpt_io.load(_checkpoint_path(model))
+    dev = pick_device(device)
+    net = ckpt.build_model(dev).to(memory_format=torch.channels_last)
+    classes = ckpt.classes
+    k = min(top_k, len(classes))
+    mean, std = tuple(ckpt.input["mean"]), tuple(ckpt.input["std"])
+    for chunk in _chunks((str(p) for p in paths), batch_size):
+        arrays: list[Any] = []
+        for path in chunk:
+            try:
+                arrays.append(to_input(open_image(path), ckpt.input, name=path))
+            except InputError as exc:
+                arrays.append(exc)
+        good = [a for a in arrays if not isinstance(a, Exception)]
+        probs = None
+        if good:
+            batch = torch.from_numpy(np.stack(good)).to(dev)
+            with torch.inference_mode():
+                x = normalize(batch, mean, std).contiguous(memory_format=torch.channels_last)
+                probs = torch.softmax(net(x).float(), dim=1).cpu()
+        row = 0
+        for path, item in zip(chunk, arrays):
+            if isinstance(item, Exception):
+                yield Failure(path, str(item))
+                continue
+            values, indices = probs[row].topk(k)
+            row += 1
+            top = [(classes[i], float(v)) for v, i in zip(values.tolist(), indices.tolist())]
+            yield Prediction(path, top[0][0], top[0][1], top)

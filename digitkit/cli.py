@@ -152,6 +152,87 @@ def train(
         typer.echo(str(result.checkpoint))
 
 
+@app.command()
+def evaluate(
+    checkpoint: Optional[Path] = typer.Argument(None, help="A .safetensors checkpoint. [default: the shipped MNIST model]"),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Dataset folder. [default: $DIGITKIT_DATA, else the user cache dir]"),
+    device: Device = typer.Option(Device.auto, "--device"),
+    batch_size: int = typer.Option(1000, "--batch-size", "-b"),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Write the confusion matrix as a PNG."),
+    curves: Optional[Path] = typer.Option(None, "--curves", help="Write the checkpoint's training curves as a PNG."),
+    download: bool = typer.Option(True, "--download/--no-download", help="Fetch missing dataset files (checksummed)."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object on stdout instead of tables."),
+) -> None:
+    """Test-set accuracy, loss, per-class precision/recall/F1 and the confusion matrix of a checkpoint."""
+
+    def task():
+        from digitkit import api
+        from digitkit.report import ConsoleReporter
+
+        return api.evaluate(checkpoint, data_dir=data_dir, device=device.value, batch_size=batch_size, plot=plot,
+                            curves=curves, allow_download=download, reporter=ConsoleReporter())
+
+    result = _run(task)
+    if as_json:
+        data = result.to_dict()
+        data.pop("history")
+        _print_json(data)
+        return
+    from digitkit.report import print_evaluation
+
+    print_evaluation(result)
+
+
+def _expand_stdin(files: list[str]) -> Any:
+    """`-` stands for the paths read from stdin, one per line, streamed as they come."""
+    for item in files:
+        if item == "-":
+            for line in sys.stdin:
+                line = line.rstrip("\r\n")
+                if line.strip():
+                    yield line
+        else:
+            yield item
+
+
+@app.command()
+def predict(
+    files: list[str] = typer.Argument(..., help="Image files; - reads paths from stdin, one per line."),
+    model: Optional[Path] = typer.Option(None, "--model", "-m", help="Checkpoint to use. [default: the shipped MNIST model]"),
+    top_k: int = typer.Option(1, "--top-k", "-k", help="Also print the K most likely labels."),
+    batch_size: int = typer.Option(256, "--batch-size", "-b", help="Images per forward pass."),
+    device: Device = typer.Option(Device.cpu, "--device"),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object per line."),
+) -> None:
+    """Classify images: one line per file, PATH<TAB>LABEL<TAB>CONFIDENCE (more label/confidence pairs with --top-k)."""
+
+    def task() -> int:
+        from digitkit import api
+
+        failed = 0
+        for item in api.predict(_expand_stdin(files), model=model, top_k=top_k, batch_size=batch_size, device=device.value):
+            if isinstance(item, api.Failure):
+                failed += 1
+                sys.stdout.flush()
+                sys.stderr.write(f"digitkit: error: {item.error}\n")
+                continue
+            if as_json:
+                line = json.dumps(item.to_dict())
+            else:
+                line = "\t".join([item.path] + [f"{label}\t{conf:.4f}" for label, conf in item.top])
+            sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+        return failed
+
+    try:
+        failed = _run(task)
+    except BrokenPipeError:  # e.g. `digitkit predict - | head -1`
+        sys.stderr.close()
+        raise typer.Exit(0)
+    if failed:
+        raise typer.Exit(1)
+
+
 def main() -> None:
     app()
 

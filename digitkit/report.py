@@ -107,3 +107,31 @@ class ConsoleReporter(Reporter):
         if self._progress is not None:
             self._progress.stop()
             self._progress = None
+
+
+def print_evaluation(result: Any, stream: TextIO | None = None) -> None:
+    """The evaluation as Rich tables on stdout (it is the command's data, not a log)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(file=stream or sys.stdout, highlight=False)
+    console.print(
+        f"{result.dataset} test set: accuracy [bold]{result.accuracy:.2%}[/bold], loss {result.loss:.4f} "
+        f"({result.samples:,} images)"
+    )
+    if result.note:
+        console.print(f"note: {result.note}", markup=False)
+    classes = Table(title="per class", title_justify="left")
+    for name in ("class", "precision", "recall", "f1", "support"):
+        classes.add_column(name, justify="left" if name == "class" else "right")
+    for row in result.per_class:
+        classes.add_row(row["class"], f"{row['precision']:.4f}", f"{row['recall']:.4f}", f"{row['f1']:.4f}", str(row["support"]))
+    console.print(classes)
+    matrix = Table(title="confusion matrix (rows: true, columns: predicted)", title_justify="left")
+    matrix.add_column("")
+    for name in result.classes:
+        matrix.add_column(name[:8], justify="right")
+    for i, (name, counts) in enumerate(zip(result.classes, result.confusion)):
+        cells = [f"[bold]{c}[/bold]" if i == j else (str(c) if c else "·") for j, c in enumerate(counts)]
+        matrix.add_row(name[:12], *cells)
+    console.print(matrix)

@@ -68,8 +68,9 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Opti
 
 
 def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig):
+    """Cut the LR after `lr_patience` epochs without improvement, as Keras does (torch waits one epoch more)."""
     return torch.optim.lr_scheduler.ReduceLROnPlateau(
-        optimizer, mode="min", factor=cfg.lr_factor, patience=cfg.lr_patience, min_lr=cfg.min_lr
+        optimizer, mode="min", factor=cfg.lr_factor, patience=max(0, cfg.lr_patience - 1), min_lr=cfg.min_lr
     )
 
 

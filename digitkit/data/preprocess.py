@@ -1,0 +1,119 @@
+"""A user's picture -> the model's input, the way the training data was made.
+
+MNIST digits are white ink on black, cropped to the ink, fitted into 20x20 keeping aspect, and pasted into
+28x28 so the centre of mass sits in the middle; photos and scans need the same steps to be recognised.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from digitkit.errors import InputError
+
+_MAX_PIXELS = 64_000_000
+
+
+def open_image(path: str | os.PathLike):
+    """Open and fully decode an image, with one clear error for each way a file can be unusable."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"{path}: no such file")
+    if p.is_dir():
+        raise InputError(f"{path}: is a directory, not an image")
+    if p.stat().st_size == 0:
+        raise InputError(f"{path}: empty file")
+    Image.MAX_IMAGE_PIXELS = _MAX_PIXELS
+    try:
+        with Image.open(p) as img:
+            img.load()
+            img = ImageOps.exif_transpose(img)
+            return _flatten_alpha(img)
+    except UnidentifiedImageError:
+        raise InputError(f"{path}: not an image (unrecognised format)") from None
+    except Image.DecompressionBombError:
+        raise InputError(f"{path}: image is too large (over {_MAX_PIXELS:,} pixels)") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise InputError(f"{path}: truncated or corrupt image ({exc})") from None
+
+
+def _flatten_alpha(img):
+    """Transparent pixels become white paper, so dark ink on a transparent PNG reads as ink."""
+    from PIL import Image
+
+    if img.mode in ("RGBA", "LA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        paper = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(paper, rgba).convert("RGB")
+    return img
+
+
+def _light_background(gray: np.ndarray) -> tuple[bool, float]:
+    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
+    level = float(np.median(border))
+    return level > 127, level
+
+
+def mnist_style(img, size: int = 28, box: int = 20, name: str = "image") -> np.ndarray:
+    """Grayscale, invert a light background, crop to the ink, fit `box` keeping aspect, centre by mass."""
+    from PIL import Image
+
+    gray = np.asarray(img.convert("L"), dtype=np.float32)
+    light, level = _light_background(gray)
+    if light:
+        gray, level = 255.0 - gray, 255.0 - level
+    ink = np.clip(gray - level, 0, None)
+    peak = float(ink.max())
+    if peak < 32:
+        raise InputError(f"{name}: blank image (no ink to classify)")
+    ink *= 255.0 / peak
+    rows, cols = np.nonzero(ink > 64)
+    crop = ink[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
+    h, w = crop.shape
+    scale = box / max(h, w)
+    nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
+    patch = np.asarray(Image.fromarray(crop.astype(np.uint8)).resize((nw, nh), Image.Resampling.LANCZOS), dtype=np.float32)
+    mass = patch.sum()
+    cy = (patch.sum(1) * np.arange(nh)).sum() / mass
+    cx = (patch.sum(0) * np.arange(nw)).sum() / mass
+    top = int(np.clip(round((size - 1) / 2 - cy), 0, size - nh))
+    left = int(np.clip(round((size - 1) / 2 - cx), 0, size - nw))
+    canvas = np.zeros((size, size), dtype=np.float32)
+    canvas[top : top + nh, left : left + nw] = patch
+    return np.clip(canvas, 0, 255).astype(np.uint8)[None]
+
+
+def fit_gray(img, size: int = 28) -> np.ndarray:
+    """Fashion-MNIST style: light object on black, the whole picture fitted into the square."""
+    from PIL import Image, ImageOps
+
+    gray = img.convert("L")
+    light, _ = _light_background(np.asarray(gray, dtype=np.float32))
+    if light:
+        gray = ImageOps.invert(gray)
+    fitted = ImageOps.pad(gray, (size, size), method=Image.Resampling.LANCZOS, color=0)
+    return np.asarray(fitted, dtype=np.uint8)[None]
+
+
+def fit_rgb(img, size: int = 32) -> np.ndarray:
+    """CIFAR style: RGB, centre-cropped to a square, resized."""
+    from PIL import Image, ImageOps
+
+    rgb = ImageOps.fit(img.convert("RGB"), (size, size), method=Image.Resampling.LANCZOS)
+    return np.asarray(rgb, dtype=np.uint8).transpose(2, 0, 1).copy()
+
+
+def to_input(img, input_meta: dict, name: str = "image") -> np.ndarray:
+    """uint8 [C, H, W] for a checkpoint's `input` metadata."""
+    kind, size = input_meta.get("preprocess", "mnist"), int(input_meta["size"])
+    if kind == "mnist":
+        return mnist_style(img, size=size, box=round(size * 20 / 28), name=name)
+    if kind == "gray":
+        return fit_gray(img, size=size)
+    if kind == "rgb":
+        return fit_rgb(img, size=size)
+    raise InputError(f"{name}: unknown preprocessing {kind!r} in the checkpoint")
