@@ -33,12 +33,15 @@ class TrainResult:
 
 
 def _resolve_config(dataset: str, options: dict[str, Any]) -> TrainConfig:
+    from digitkit.models.registry import MODEL_NAMES
     from digitkit.presets import apply_preset
 
     unknown = sorted(set(options) - {f.name for f in dataclasses.fields(TrainConfig)})
     if unknown:
         raise DigitkitError(f"unknown training option(s): {', '.join(unknown)}")
     model = options.get("model") or "cnn"
+    if model not in MODEL_NAMES:
+        raise DigitkitError(f"unknown model {model!r}; choose one of: {', '.join(MODEL_NAMES)}")
     preset = options.get("preset") or "default"
     model_options, train_overrides = apply_preset(preset, model)
     values = {**train_overrides, **{k: v for k, v in options.items() if v is not None}}

@@ -25,7 +25,7 @@ class RemoteFile:
 
 
 class DownloadError(Exception):
-    """Every mirror failed for one file; the message says why for the last one."""
+    """Every mirror failed for one file; the message says why for each of them."""
 
 
 def md5sum(path: Path, chunk: int = 1 << 20) -> str:
@@ -73,4 +73,4 @@ def download(remote: RemoteFile, folder: Path) -> Path:
             reasons.append(f"{url}: {getattr(exc, 'reason', exc)}")
         finally:
             tmp.unlink(missing_ok=True)
-    raise DownloadError(reasons[-1] if reasons else "no mirror configured")
+    raise DownloadError("; ".join(reasons) if reasons else "no mirror configured")

@@ -1,0 +1,48 @@
+"""The command line as a user meets it: help, version, fast start-up, one-line errors with exit codes."""
+
+import subprocess
+import sys
+
+from conftest import assert_one_line_error, run_cli
+
+
+def test_help_lists_commands():
+    proc = run_cli("--help")
+    assert proc.returncode == 0
+    for command in ("train", "evaluate", "predict"):
+        assert command in proc.stdout
+
+
+def test_version():
+    from digitkit import __version__
+
+    proc = run_cli("--version")
+    assert proc.returncode == 0 and proc.stdout.strip() == f"digitkit {__version__}"
+
+
+def test_cli_module_does_not_import_torch():
+    """`digitkit --help` stays instant because nothing heavy is imported at the top of the CLI."""
+    code = "import sys, digitkit, digitkit.cli; print(sorted(m for m in ('torch', 'torchvision', 'torchaudio', 'matplotlib') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "[]"
+
+
+def test_train_without_dataset_is_usage_error():
+    assert_one_line_error(run_cli("train"), 2, "give a DATASET")
+
+
+def test_unknown_dataset():
+    assert_one_line_error(run_cli("train", "imagenet"), 2, "unknown dataset 'imagenet'")
+
+
+def test_bad_option_values():
+    assert_one_line_error(run_cli("train", "mnist", "--epochs", "0", "--val-split", "1.5"), 2, "--epochs must be at least 1")
+    assert_one_line_error(run_cli("train", "mnist", "--model", "vgg"), 2, "unknown model 'vgg'")
+    assert_one_line_error(run_cli("train", "mnist", "--preset", "huge"), 2, "unknown preset 'huge'")
+    assert_one_line_error(run_cli("train", "mnist", "-o", "filters"), 2, "KEY=VALUE")
+    assert_one_line_error(run_cli("train", "mnist", "-o", "colour=red"), 2, "has no option(s) colour")
+
+
+def test_missing_checkpoint():
+    assert_one_line_error(run_cli("evaluate", "nope.safetensors"), 2, "no such checkpoint file")
+    assert_one_line_error(run_cli("predict", "--model", "nope.safetensors", "x.png"), 2, "no such checkpoint file")

@@ -1,0 +1,154 @@
+"""Datasets: data-dir resolution, real readers, system locations, downloads with checksums, the offline error."""
+
+import functools
+import gzip
+import http.server
+import os
+import pickle
+import shutil
+import threading
+import urllib.error
+from pathlib import Path
+
+import pytest
+import torch
+
+from digitkit.data import download as dl
+from digitkit.data.images import read_cifar_batch, read_idx
+from digitkit.data.paths import resolve_data_dir, user_cache_dir
+from digitkit.data.registry import get_dataset, load
+from digitkit.errors import DataError
+
+MNIST_TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
+MNIST_TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+
+
+def test_data_dir_precedence(monkeypatch, tmp_path):
+    monkeypatch.setenv("DIGITKIT_DATA", str(tmp_path / "env"))
+    assert resolve_data_dir(tmp_path / "flag") == tmp_path / "flag"
+    assert resolve_data_dir(None) == tmp_path / "env"
+    monkeypatch.delenv("DIGITKIT_DATA")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert resolve_data_dir(None) == user_cache_dir() == tmp_path / "xdg" / "digitkit"
+
+
+def test_real_mnist(data_dir):
+    splits = load(get_dataset("mnist"), data_dir, allow_download=False)
+    assert splits.train_x.shape == (60000, 1, 28, 28) and splits.train_x.dtype == torch.uint8
+    assert splits.test_x.shape == (10000, 1, 28, 28)
+    assert torch.bincount(splits.train_y).tolist() == MNIST_TRAIN_COUNTS
+    assert torch.bincount(splits.test_y).tolist() == MNIST_TEST_COUNTS
+
+
+def test_fashion_mnist_from_debian_location(tmp_path):
+    if not Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz").is_file():
+        pytest.fail("Debian's dataset-fashion-mnist is not installed (.ci/run installs it)")
+    splits = load(get_dataset("fashion-mnist"), tmp_path, allow_download=False)  # empty data dir: falls back
+    assert splits.source == "/usr/share/datasets/fashion-mnist"
+    assert splits.train_x.shape == (60000, 1, 28, 28)
+    assert torch.bincount(splits.test_y).tolist() == [1000] * 10
+
+
+def test_partial_cifar10(data_dir):
+    splits = load(get_dataset("cifar10"), data_dir, allow_download=False)
+    assert splits.train_x.shape == (20000, 3, 32, 32) and splits.test_x.shape == (10000, 3, 32, 32)
+    assert "20,000 of 50,000" in splits.note
+    assert splits.train_y[:20].tolist() == [i % 10 for i in range(20)]  # the rebuilt batches cycle through classes
+
+
+def test_idx_truncated_and_foreign(tmp_path):
+    good = tmp_path / "labels-idx1-ubyte.gz"
+    with gzip.open(good, "wb") as f:
+        f.write(bytes([0, 0, 8, 1, 0, 0, 0, 5, 1, 2, 3, 4, 5]))
+    assert read_idx(good, 1).tolist() == [1, 2, 3, 4, 5]
+    short = tmp_path / "short-idx1-ubyte"
+    short.write_bytes(bytes([0, 0, 8, 1, 0, 0, 0, 5, 1, 2]))
+    with pytest.raises(DataError, match="truncated"):
+        read_idx(short, 1)
+    foreign = tmp_path / "foreign.gz"
+    with gzip.open(foreign, "wb") as f:
+        f.write(b"PK\x03\x04 this is a zip header")
+    with pytest.raises(DataError, match="not an IDX"):
+        read_idx(foreign, 1)
+
+
+class _Evil:
+    def __reduce__(self):
+        return (os.system, ("echo pwned",))
+
+
+def test_cifar_reader_refuses_code_in_pickles(tmp_path):
+    path = tmp_path / "data_batch_1"
+    path.write_bytes(pickle.dumps({"data": _Evil(), "labels": [0]}))
+    with pytest.raises(DataError, match="not allowed"):
+        read_cifar_batch(path)
+
+
+def test_offline_and_missing_names_files_and_folder(monkeypatch, tmp_path):
+    def offline(url, dest):
+        raise urllib.error.URLError("network is unreachable")
+
+    monkeypatch.setattr(dl, "fetch", offline)
+    with pytest.raises(DataError) as err:
+        load(get_dataset("mnist"), tmp_path)
+    message = str(err.value)
+    assert "\n" not in message
+    assert "train-images-idx3-ubyte.gz" in message and "t10k-labels-idx1-ubyte.gz" in message
+    assert str(tmp_path / "MNIST" / "raw") in message and "network is unreachable" in message
+    assert not list((tmp_path / "MNIST" / "raw").glob("*"))  # nothing half-written left behind
+
+
+def test_offline_error_through_cli(monkeypatch, tmp_path):
+    from typer.testing import CliRunner
+
+    from digitkit.cli import app
+
+    monkeypatch.setattr(dl, "fetch", lambda url, dest: (_ for _ in ()).throw(urllib.error.URLError("offline")))
+    result = CliRunner().invoke(app, ["train", "mnist", "--data-dir", str(tmp_path)])
+    assert result.exit_code == 2
+    assert result.stderr.startswith("digitkit: error: MNIST not found") and result.stderr.count("\n") == 1
+
+
+@pytest.fixture
+def local_mirror(tmp_path, data_dir, monkeypatch):
+    """A file server on loopback holding the real MNIST files; every other URL is unreachable."""
+    served = tmp_path / "served"
+    served.mkdir()
+    for f in (data_dir / "MNIST" / "raw").glob("*.gz"):
+        shutil.copy(f, served / f.name)
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    handler = functools.partial(Quiet, directory=str(served))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    real_fetch = dl.fetch
+
+    def only_local(url, dest):
+        if not url.startswith(base):
+            raise urllib.error.URLError("offline (test)")
+        real_fetch(url, dest)
+
+    monkeypatch.setattr(dl, "fetch", only_local)
+    monkeypatch.setenv("DIGITKIT_MIRROR", base)
+    yield served
+    server.shutdown()
+
+
+def test_download_verifies_checksums(local_mirror, tmp_path):
+    target = tmp_path / "data"
+    splits = load(get_dataset("mnist"), target)
+    assert splits.source == str(target / "MNIST" / "raw") and len(splits.train_y) == 60000
+    for remote in get_dataset("mnist").files:
+        assert dl.md5sum(target / "MNIST" / "raw" / remote.name) == remote.md5
+
+
+def test_download_rejects_corrupt_file(local_mirror, tmp_path):
+    (local_mirror / "t10k-labels-idx1-ubyte.gz").write_bytes(b"tampered")
+    target = tmp_path / "data"
+    with pytest.raises(DataError, match="checksum mismatch"):
+        load(get_dataset("mnist"), target)
+    assert not (target / "MNIST" / "raw" / "t10k-labels-idx1-ubyte.gz").exists()
+    assert not list((target / "MNIST" / "raw").glob("*.part"))

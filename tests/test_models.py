@@ -1,0 +1,28 @@
+"""Models are plain modules built from their config; shapes hold for 28x28 and 32x32 inputs."""
+
+import pytest
+import torch
+
+from digitkit.errors import DigitkitError
+from digitkit.models.registry import build_model, config_to_dict, make_config
+
+
+@pytest.mark.parametrize("name,channels,size", [("cnn", 1, 28), ("cnn", 3, 32), ("resnet", 1, 28), ("resnet", 3, 32)])
+def test_forward_shapes(name, channels, size):
+    cfg = make_config(name, {"in_channels": channels, "image_size": size, "num_classes": 7})
+    model = build_model(name, cfg).eval()
+    assert model(torch.zeros(3, channels, size, size)).shape == (3, 7)
+    assert make_config(name, config_to_dict(cfg)) == cfg  # the dict stored in a checkpoint rebuilds the same config
+
+
+def test_seed_sized_cnn_is_configurable():
+    cfg = make_config("cnn", {"filters": [128, 192], "dense": 256, "dropout_conv": 0.3})
+    model = build_model("cnn", cfg)
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [c.out_channels for c in convs] == [128, 192]
+    assert model.classifier[2].out_features == 256 and model.classifier[0].p == 0.3
+
+
+def test_unknown_model_option():
+    with pytest.raises(DigitkitError, match="no option"):
+        make_config("cnn", {"depth": 3})

@@ -1,0 +1,123 @@
+"""Training on real data: accuracy, exact resume, Ctrl-C safety, early stopping, output shapes."""
+
+import json
+
+import pytest
+import torch
+
+from conftest import run_cli
+from digitkit import api
+from digitkit import checkpoint as ckpt_io
+from digitkit.errors import DigitkitError
+from digitkit.report import Reporter
+from digitkit.training.callbacks import EarlyStopping
+
+
+@pytest.mark.slow
+def test_short_real_mnist_run_reaches_97_percent(small_mnist):
+    assert small_mnist.metrics["test_samples"] == 10000
+    assert small_mnist.metrics["test_accuracy"] >= 0.97, small_mnist.metrics
+
+
+def _weights(path):
+    ckpt = ckpt_io.load(path)
+    return ckpt.weights, ckpt.train_tensors, ckpt.history
+
+
+@pytest.mark.slow
+def test_resume_is_exactly_the_uninterrupted_run(tmp_path, data_dir):
+    common = dict(data_dir=data_dir, limit=2000, seed=3, patience=0)
+    straight = api.train("mnist", out=tmp_path / "straight.safetensors", epochs=3, **common)
+    api.train("mnist", out=tmp_path / "split.safetensors", epochs=2, **common)
+    resumed = api.train(resume=tmp_path / "split.safetensors", epochs=3, data_dir=data_dir)
+    a, a_state, a_hist = _weights(straight.checkpoint)
+    b, b_state, b_hist = _weights(resumed.checkpoint)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert a_state.keys() == b_state.keys() and all(torch.equal(a_state[k], b_state[k]) for k in a_state)
+    strip = lambda h: [{k: v for k, v in row.items() if k != "seconds"} for row in h]
+    assert strip(a_hist) == strip(b_hist)
+    assert straight.metrics["test_accuracy"] == resumed.metrics["test_accuracy"]
+
+
+class _CtrlCAt(Reporter):
+    def __init__(self, epoch):
+        self.epoch = epoch
+
+    def epoch_started(self, epoch, epochs, steps):
+        if epoch == self.epoch:
+            raise KeyboardInterrupt
+
+
+@pytest.mark.slow
+def test_ctrl_c_keeps_last_epoch_and_resumes(tmp_path, data_dir):
+    out = tmp_path / "run.safetensors"
+    with pytest.raises(api.TrainingInterrupted, match="epoch 1 is saved") as err:
+        api.train("mnist", out=out, data_dir=data_dir, limit=1500, epochs=3, reporter=_CtrlCAt(2))
+    assert err.value.exit_code == 130
+    saved = ckpt_io.load(out)
+    assert saved.train_state["epoch"] == 1 and saved.train_state["status"] == "running"
+    saved.build_model()  # the interrupted run's checkpoint is usable as it is
+    done = api.train(resume=out, data_dir=data_dir)
+    assert [row["epoch"] for row in done.history] == [1, 2, 3]
+    assert ckpt_io.load(out).train_state["status"] == "complete"
+
+
+def test_ctrl_c_before_first_epoch_says_nothing_saved(tmp_path, data_dir):
+    with pytest.raises(api.TrainingInterrupted, match="nothing was saved"):
+        api.train("mnist", out=tmp_path / "x.safetensors", data_dir=data_dir, limit=200, epochs=1, reporter=_CtrlCAt(1))
+    assert not (tmp_path / "x.safetensors").exists()
+
+
+def test_resume_refuses_changed_architecture(small_mnist, data_dir):
+    with pytest.raises(DigitkitError, match="cannot change batch_size"):
+        api.train(resume=small_mnist.checkpoint, data_dir=data_dir, batch_size=128)
+
+
+def test_resume_of_finished_run_is_a_no_op(small_mnist, data_dir):
+    before = small_mnist.checkpoint.read_bytes()
+    result = api.train(resume=small_mnist.checkpoint, data_dir=data_dir)
+    assert result.metrics == small_mnist.metrics and small_mnist.checkpoint.read_bytes() == before
+
+
+def test_early_stopping_counts_like_keras():
+    early = EarlyStopping(patience=3)
+    for epoch, loss in enumerate([1.0, 0.5, 0.6, 0.7], start=1):
+        early.step(loss, epoch)
+    assert not early.should_stop and early.best_epoch == 2
+    early.step(0.55, 5)
+    assert early.should_stop
+    clone = EarlyStopping(3)
+    clone.load_state_dict(json.loads(json.dumps(early.state_dict())))
+    assert clone.state_dict() == early.state_dict()
+
+
+@pytest.mark.slow
+def test_early_stopping_restores_best_weights(tmp_path, data_dir):
+    # lr far too high: val loss gets worse after the first epoch, so the saved weights must be epoch 1's
+    result = api.train("mnist", out=tmp_path / "es.safetensors", data_dir=data_dir, limit=1000, epochs=6, lr=0.5,
+                       optimizer="sgd", patience=1, augment=False, seed=0)
+    best = min(result.history, key=lambda r: r["val_loss"])
+    assert result.metrics["best_epoch"] == best["epoch"]
+    assert "early stopping" in result.stop_reason or result.metrics["epochs_run"] == 6
+
+
+def test_cli_json_and_plain_epoch_lines(tmp_path):
+    out = tmp_path / "cli.safetensors"
+    proc = run_cli("train", "mnist", "--limit", "600", "--epochs", "2", "--out", str(out), "--json")
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert data["checkpoint"] == str(out) and data["epochs_run"] == 2
+    assert {"test_accuracy", "test_loss", "val_accuracy", "best_epoch", "train_seconds", "stop_reason"} <= data.keys()
+    epoch_lines = [l for l in proc.stderr.splitlines() if l.startswith("epoch=")]
+    assert len(epoch_lines) == 2 and "val_acc=" in epoch_lines[0] and "\x1b[" not in proc.stderr  # no ANSI in a pipe
+    plain = run_cli("train", "--resume", str(out), "--epochs", "3", "--quiet")
+    assert plain.returncode == 0 and plain.stdout.strip() == str(out)
+
+
+def test_resnet_on_cifar10_trains_and_loads(tmp_path, data_dir):
+    result = api.train("cifar10", model="resnet", out=tmp_path / "r.safetensors", data_dir=data_dir, limit=300, epochs=1,
+                       model_options={"widths": [8, 16], "blocks_per_stage": 1})
+    ckpt = ckpt_io.load(result.checkpoint)
+    assert ckpt.model_config["widths"] == [8, 16] and ckpt.input["preprocess"] == "rgb"
+    assert ckpt.metrics["dataset_note"].startswith("partial CIFAR-10")
+    assert ckpt.build_model()(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
