@@ -13,12 +13,12 @@ from __future__ import annotations
 import json
 import os
 import platform
-import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from digitkit.atomic import atomic_path
 from digitkit.errors import CheckpointError
 
 FORMAT = "digitkit-checkpoint"
@@ -79,7 +79,6 @@ def save(path: str | os.PathLike, ckpt: Checkpoint) -> Path:
     from safetensors.torch import save_file
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {f"model.{k}": v for k, v in ckpt.weights.items()}
     tensors.update({f"train.{k}": v for k, v in ckpt.train_tensors.items()})
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
@@ -94,13 +93,8 @@ def save(path: str | os.PathLike, ckpt: Checkpoint) -> Path:
         value = getattr(ckpt, key)
         if value is not None:
             meta[key] = json.dumps(value)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".part", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=meta)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=meta)
     return path
 
 

@@ -63,10 +63,10 @@ class ConsoleReporter(Reporter):
 
     def info(self, message: str) -> None:
         if not self.quiet and message:
-            self.console.print(message, style="dim" if self.live else None, markup=False)
+            self.console.print(message, style="dim" if self.live else None, markup=False, soft_wrap=True)
 
     def warn(self, message: str) -> None:
-        self.console.print(f"warning: {message}", style="yellow" if self.live else None, markup=False)
+        self.console.print(f"warning: {message}", style="yellow" if self.live else None, markup=False, soft_wrap=True)
 
     def epoch_started(self, epoch: int, epochs: int, steps: int) -> None:
         if self.quiet:

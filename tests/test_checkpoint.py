@@ -98,3 +98,16 @@ def test_metadata_is_self_describing(small_mnist):
     assert len(loaded.history) == 3 and loaded.metrics["test_accuracy"] == small_mnist.metrics["test_accuracy"]
     assert loaded.train_state["status"] == "complete"
     assert json.dumps(loaded.model_config)  # plain JSON
+
+
+def test_saved_file_is_not_private(tmp_path):
+    import os
+    import stat
+
+    _, ckpt = _checkpoint()
+    old = os.umask(0o022)
+    try:
+        path = ckpt_io.save(tmp_path / "m.safetensors", ckpt)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644

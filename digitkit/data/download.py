@@ -5,11 +5,12 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import tempfile
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+
+from digitkit.atomic import atomic_path
 
 MIRROR_ENV_VAR = "DIGITKIT_MIRROR"
 _TIMEOUT_S = 30
@@ -26,6 +27,10 @@ class RemoteFile:
 
 class DownloadError(Exception):
     """Every mirror failed for one file; the message says why for each of them."""
+
+
+class _ChecksumMismatch(Exception):
+    pass
 
 
 def md5sum(path: Path, chunk: int = 1 << 20) -> str:
@@ -54,23 +59,18 @@ def fetch(url: str, dest: Path) -> None:
 
 def download(remote: RemoteFile, folder: Path) -> Path:
     """Download `remote` into `folder`, trying each mirror, keeping it only if its MD5 matches."""
-    folder.mkdir(parents=True, exist_ok=True)
     target = folder / remote.name
     reasons = []
     for url in candidate_urls(remote):
-        fd, tmp_name = tempfile.mkstemp(prefix=remote.name + ".", suffix=".part", dir=folder)
-        os.close(fd)
-        tmp = Path(tmp_name)
         try:
-            fetch(url, tmp)
-            got = md5sum(tmp)
-            if got != remote.md5:
-                reasons.append(f"{url}: checksum mismatch (md5 {got}, expected {remote.md5})")
-                continue
-            os.replace(tmp, target)
+            with atomic_path(target) as tmp:
+                fetch(url, tmp)
+                got = md5sum(tmp)
+                if got != remote.md5:
+                    raise _ChecksumMismatch(f"{url}: checksum mismatch (md5 {got}, expected {remote.md5})")
             return target
+        except _ChecksumMismatch as exc:
+            reasons.append(str(exc))
         except (urllib.error.URLError, OSError, ValueError) as exc:
             reasons.append(f"{url}: {getattr(exc, 'reason', exc)}")
-        finally:
-            tmp.unlink(missing_ok=True)
     raise DownloadError("; ".join(reasons) if reasons else "no mirror configured")
