@@ -15,7 +15,7 @@ from digitkit.errors import CheckpointError, DataError, DigitkitError, InputErro
 from digitkit.report import Reporter
 from digitkit.training.config import TrainConfig
 
-_RESUME_MAY_CHANGE = {"epochs", "target_accuracy", "patience"}
+_RESUME_MAY_CHANGE = {"epochs", "target_accuracy", "patience"}  # a onecycle run cannot change epochs: see train()
 
 
 class TrainingInterrupted(DigitkitError):
@@ -66,10 +66,14 @@ def _check_config(cfg: TrainConfig) -> None:
         problems.append("--limit must be at least 1")
     if cfg.patience < 0:
         problems.append("--patience must be 0 (off) or more")
+    if cfg.schedule not in ("plateau", "onecycle"):
+        problems.append(f"--schedule must be plateau or onecycle, not {cfg.schedule!r}")
     if cfg.optimizer not in ("adam", "adamw", "sgd"):
         problems.append(f"--optimizer must be adam, adamw or sgd, not {cfg.optimizer!r}")
     if cfg.target_accuracy is not None and not 0 < cfg.target_accuracy <= 1:
         problems.append("--target-accuracy is a fraction in (0, 1], e.g. 0.99")
+    if cfg.target_accuracy is not None and cfg.val_split == 0:
+        problems.append("--target-accuracy is checked on validation data: give a --val-split above 0")
     if problems:
         raise DigitkitError("; ".join(problems))
 
@@ -135,6 +139,8 @@ def train(
                 f"cannot change {', '.join(sorted(changed - _RESUME_MAY_CHANGE))} when resuming; "
                 f"only {', '.join(sorted(_RESUME_MAY_CHANGE))} may differ from the checkpoint's run"
             )
+        if "epochs" in changed and cfg.schedule == "onecycle":
+            raise DigitkitError("cannot change --epochs when resuming a onecycle run: its schedule spans the original epochs")
         for key in changed:
             setattr(cfg, key, options[key])
         _check_config(cfg)
@@ -161,7 +167,7 @@ def train(
     model_cfg = _model_config(cfg, spec)
     model = build_model(cfg.model, model_cfg).to(dev).to(memory_format=torch.channels_last)
     optimizer = make_optimizer(model, cfg)
-    scheduler = make_scheduler(optimizer, cfg)
+    scheduler = make_scheduler(optimizer, cfg, (len(train_y) + cfg.batch_size - 1) // cfg.batch_size)
     early = EarlyStopping(cfg.patience)
     state = LoopState()
     if previous is not None:

@@ -92,7 +92,7 @@ def _print_json(obj: Any) -> None:
 def train(
     dataset: Optional[str] = typer.Argument(None, help="mnist, fashion-mnist or cifar10 (not needed with --resume)."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Model family: cnn or resnet. [default: cnn]"),
-    preset: Optional[str] = typer.Option(None, "--preset", "-p", help="Named settings: default, seed (the seed's 128/192/256 CNN)."),
+    preset: Optional[str] = typer.Option(None, "--preset", "-p", help="Named settings: default, seed (the seed's 128/192/256 CNN), fast (99.2 %% MNIST in ~15 s on 2 cores)."),
     model_option: list[str] = typer.Option([], "--model-option", "-o", help="Model size, KEY=VALUE, repeatable: filters=32,64 dense=256 dropout_conv=0.25 widths=32,64,128 blocks_per_stage=2."),
     epochs: Optional[int] = typer.Option(None, "--epochs", "-e", help="Most epochs to run. [default: 50]"),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b", help="[default: 64]"),
@@ -101,6 +101,7 @@ def train(
     weight_decay: Optional[float] = typer.Option(None, "--weight-decay", help="[default: 0]"),
     val_split: Optional[float] = typer.Option(None, "--val-split", help="Fraction of training data held out for validation. [default: 0.1]"),
     patience: Optional[int] = typer.Option(None, "--patience", help="Early stopping: epochs without val-loss improvement; 0 = off. [default: 3]"),
+    schedule: Optional[str] = typer.Option(None, "--schedule", help="plateau (ReduceLROnPlateau) or onecycle (peak LR = --lr). [default: plateau]"),
     lr_factor: Optional[float] = typer.Option(None, "--lr-factor", help="ReduceLROnPlateau factor. [default: 0.2]"),
     lr_patience: Optional[int] = typer.Option(None, "--lr-patience", help="ReduceLROnPlateau patience. [default: 2]"),
     min_lr: Optional[float] = typer.Option(None, "--min-lr", help="ReduceLROnPlateau floor. [default: 0.0001]"),
@@ -128,7 +129,7 @@ def train(
         reporter = ConsoleReporter(quiet=quiet)
         options = dict(
             model=model, preset=preset, epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer,
-            weight_decay=weight_decay, val_split=val_split, patience=patience, lr_factor=lr_factor,
+            weight_decay=weight_decay, val_split=val_split, patience=patience, schedule=schedule, lr_factor=lr_factor,
             lr_patience=lr_patience, min_lr=min_lr, label_smoothing=label_smoothing, augment=augment,
             target_accuracy=target_accuracy, seed=seed, limit=limit,
         )

@@ -12,6 +12,12 @@ PRESETS: dict[str, dict[str, Any]] = {
     "default": {"model_options": {"cnn": {"filters": [32, 64, 128], "dense": 128}, "resnet": {}}, "train": {}},
     # The seed project's Keras Tuner result: conv filters 128 then 192, dense 256, Adam.
     "seed": {"model_options": {"cnn": {"filters": [128, 192], "dense": 256}}, "train": {}},
+    # Time to accuracy: a CNN sized for 28x28 digits, two epochs on all 60,000 images with a one-cycle LR;
+    # 99.2-99.3 % MNIST test accuracy in about 15 s on 2 CPU cores (bench/time_to_accuracy.py).
+    "fast": {
+        "model_options": {"cnn": {"filters": [16, 32, 64], "dense": 128}},
+        "train": {"epochs": 2, "batch_size": 64, "lr": 4e-3, "schedule": "onecycle", "patience": 0, "augment": False, "val_split": 0.0},
+    },
 }
 
 

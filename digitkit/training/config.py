@@ -20,6 +20,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     val_split: float = 0.1
     patience: int = 3  # early stopping on val loss; 0 turns it off
+    schedule: str = "plateau"  # plateau: ReduceLROnPlateau per epoch; onecycle: OneCycleLR per batch, peak at `lr`
     lr_factor: float = 0.2  # ReduceLROnPlateau
     lr_patience: int = 2
     min_lr: float = 1e-4

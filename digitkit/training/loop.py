@@ -67,8 +67,13 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Opti
     raise ValueError(f"unknown optimizer {cfg.optimizer!r}")
 
 
-def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig):
-    """Cut the LR after `lr_patience` epochs without improvement, as Keras does (torch waits one epoch more)."""
+def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int):
+    """plateau: cut the LR after `lr_patience` epochs without improvement, as Keras does (torch waits one epoch
+    more); onecycle: warm up to `lr` and anneal to almost zero over all the run's batches."""
+    if cfg.schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch, pct_start=0.25, div_factor=10, final_div_factor=100
+        )
     return torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimizer, mode="min", factor=cfg.lr_factor, patience=max(0, cfg.lr_patience - 1), min_lr=cfg.min_lr
     )
@@ -84,6 +89,7 @@ def train_one_epoch(
     aug: Augment | None,
     device: torch.device,
     on_batch: Callable[[int, float, float], None],
+    per_batch_scheduler: Any = None,
 ) -> tuple[float, float]:
     model.train()
     order = torch.randperm(len(x))
@@ -98,6 +104,8 @@ def train_one_epoch(
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        if per_batch_scheduler is not None:
+            per_batch_scheduler.step()
         with torch.no_grad():
             total_loss += loss.detach() * len(idx)
             total_correct += (logits.argmax(1) == yb).sum()
@@ -132,12 +140,14 @@ def fit(
         lr = optimizer.param_groups[0]["lr"]
         t0 = time.perf_counter()
         reporter.epoch_started(epoch, cfg.epochs, steps)
+        per_batch = scheduler if cfg.schedule == "onecycle" else None
         train_loss, train_acc = train_one_epoch(
-            model, optimizer, train_x, train_y, cfg, norm, aug if cfg.augment else None, device, reporter.batch_done
+            model, optimizer, train_x, train_y, cfg, norm, aug if cfg.augment else None, device, reporter.batch_done, per_batch
         )
         val_loss, val_acc = loss_and_accuracy(logits_for(model, val_x, norm, device), val_y) if has_val else (train_loss, train_acc)
         monitored = val_loss
-        scheduler.step(monitored)
+        if per_batch is None:
+            scheduler.step(monitored)
         if early.step(monitored, epoch) or cfg.patience == 0:
             state.best_weights = copy.deepcopy(model.state_dict())
         row = {
