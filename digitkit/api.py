@@ -33,15 +33,22 @@ class TrainResult:
 
 
 def _resolve_config(dataset: str, options: dict[str, Any]) -> TrainConfig:
-    from digitkit.models.registry import MODEL_NAMES
+    from digitkit.data.registry import get_dataset
+    from digitkit.data.speech import get_speech_dataset, is_speech
+    from digitkit.models.registry import IMAGE_MODELS, MODEL_NAMES, SPEECH_MODELS
     from digitkit.presets import apply_preset
 
     unknown = sorted(set(options) - {f.name for f in dataclasses.fields(TrainConfig)})
     if unknown:
         raise DigitkitError(f"unknown training option(s): {', '.join(unknown)}")
-    model = options.get("model") or "cnn"
+    speech = is_speech(dataset)
+    dataset = get_speech_dataset(dataset).name if speech else get_dataset(dataset).name
+    model = options.get("model") or ("lstm" if speech else "cnn")
     if model not in MODEL_NAMES:
         raise DigitkitError(f"unknown model {model!r}; choose one of: {', '.join(MODEL_NAMES)}")
+    family = SPEECH_MODELS if speech else IMAGE_MODELS
+    if model not in family:
+        raise DigitkitError(f"model {model!r} does not fit {dataset}; use one of: {', '.join(family)}")
     preset = options.get("preset") or "default"
     model_options, train_overrides = apply_preset(preset, model)
     values = {**train_overrides, **{k: v for k, v in options.items() if v is not None}}
@@ -78,27 +85,6 @@ def _check_config(cfg: TrainConfig) -> None:
         raise DigitkitError("; ".join(problems))
 
 
-def _split(x, y, val_split: float, seed: int):
-    import torch
-
-    g = torch.Generator().manual_seed(seed)
-    order = torch.randperm(len(x), generator=g)
-    n_val = int(round(len(x) * val_split))
-    val_idx, train_idx = order[:n_val], order[n_val:]
-    return x[train_idx], y[train_idx], x[val_idx], y[val_idx]
-
-
-def _model_config(cfg: TrainConfig, spec) -> Any:
-    from digitkit.models.registry import make_config
-
-    values = {"in_channels": spec.channels, "num_classes": len(spec.classes), "image_size": spec.size}
-    values.update(cfg.model_options)
-    try:
-        return make_config(cfg.model, values)
-    except TypeError as exc:
-        raise DigitkitError(f"bad model option: {exc}") from None
-
-
 def train(
     dataset: str = "mnist",
     *,
@@ -119,11 +105,12 @@ def train(
 
     from digitkit import checkpoint as ckpt_io
     from digitkit.data.paths import resolve_data_dir
-    from digitkit.data.registry import get_dataset, load
+    from digitkit.data.speech import is_speech
     from digitkit.device import pick_device
     from digitkit.models.registry import build_model, config_to_dict
     from digitkit.training.callbacks import EarlyStopping
-    from digitkit.training.loop import LoopState, Normalization, fit, logits_for, loss_and_accuracy, make_optimizer, make_scheduler
+    from digitkit.training.loop import LoopState, fit, make_optimizer, make_scheduler
+    from digitkit.training.prepare import prepare_image, prepare_speech
     from digitkit.training.state import optimizer_from_tensors, optimizer_to_tensors
 
     reporter = reporter or Reporter()
@@ -149,25 +136,19 @@ def train(
         cfg = _resolve_config(dataset, options)
         out = Path(out) if out is not None else Path("runs") / f"{cfg.dataset}-{cfg.model}.safetensors"
 
-    spec = get_dataset(cfg.dataset)
     dev = pick_device(device)
     torch.manual_seed(cfg.seed)
     folder = resolve_data_dir(data_dir)
-    splits = load(spec, folder, allow_download=allow_download)
-    reporter.info(f"{spec.title}: {len(splits.train_y):,} train / {len(splits.test_y):,} test images from {splits.source}")
-    if splits.note:
-        reporter.warn(splits.note)
-    x, y = splits.train_x, splits.train_y
-    if cfg.limit is not None:
-        x, y = x[: cfg.limit], y[: cfg.limit]
-    train_x, train_y, val_x, val_y = _split(x, y, cfg.val_split, cfg.seed)
-    on_gpu = dev.type != "cpu"
-    data = {k: (v.to(dev) if on_gpu else v) for k, v in dict(train_x=train_x, train_y=train_y, val_x=val_x, val_y=val_y).items()}
-
-    model_cfg = _model_config(cfg, spec)
-    model = build_model(cfg.model, model_cfg).to(dev).to(memory_format=torch.channels_last)
+    if is_speech(cfg.dataset):
+        prep = prepare_speech(cfg, folder, dev, reporter)
+    else:
+        prep = prepare_image(cfg, folder, dev, allow_download, reporter)
+    model_cfg = prep.model_config
+    model = build_model(cfg.model, model_cfg).to(dev)
+    if prep.channels_last:
+        model = model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(model, cfg)
-    scheduler = make_scheduler(optimizer, cfg, (len(train_y) + cfg.batch_size - 1) // cfg.batch_size)
+    scheduler = make_scheduler(optimizer, cfg, prep.task.steps_per_epoch(cfg.batch_size))
     early = EarlyStopping(cfg.patience)
     state = LoopState()
     if previous is not None:
@@ -186,10 +167,8 @@ def train(
             return TrainResult(Path(resume), previous.metrics, previous.history, ts.get("stop_reason", ""))
         reporter.info(f"resuming {resume} after epoch {state.epoch}")
     n_params = sum(p.numel() for p in model.parameters())
-    reporter.info(f"model {cfg.model} ({n_params:,} parameters) on {dev}; {len(train_y):,} train / {len(val_y):,} val")
-
-    norm = Normalization(spec.mean, spec.std)
-    input_meta = {"channels": spec.channels, "size": spec.size, "mean": list(spec.mean), "std": list(spec.std), "preprocess": spec.preprocess}
+    info = prep.data_info
+    reporter.info(f"model {cfg.model} ({n_params:,} parameters) on {dev}; {info['train']:,} train / {info['val']:,} val")
 
     def snapshot(st: LoopState, status: str, metrics: dict[str, Any]) -> ckpt_io.Checkpoint:
         optim_tensors, optim_meta = optimizer_to_tensors(optimizer)
@@ -198,9 +177,9 @@ def train(
         return ckpt_io.Checkpoint(
             model_name=cfg.model,
             model_config=config_to_dict(model_cfg),
-            dataset=spec.name,
-            classes=list(spec.classes),
-            input=input_meta,
+            dataset=prep.dataset,
+            classes=prep.classes,
+            input=prep.input_meta,
             weights=st.best_weights,
             train_config=cfg.to_dict(),
             history=st.history,
@@ -213,7 +192,7 @@ def train(
                 "early_stopping": early.state_dict(),
                 "scheduler": scheduler.state_dict(),
                 "optimizer": optim_meta,
-                "data": {"source": splits.source, "note": splits.note, "train": len(train_y), "val": len(val_y)},
+                "data": info,
             },
             train_tensors=train_tensors,
         )
@@ -222,7 +201,7 @@ def train(
         ckpt_io.save(out, snapshot(st, "running", {"best_val_loss": early.state_dict()["best"]}))
 
     try:
-        state = fit(model, optimizer, scheduler, early, data, cfg, norm, spec.augment, dev, state, reporter, on_epoch_end)
+        state = fit(model, optimizer, scheduler, early, prep.task, cfg, state, reporter, on_epoch_end)
     except KeyboardInterrupt:
         if state.epoch > 0 or previous is not None:
             raise TrainingInterrupted(
@@ -233,18 +212,16 @@ def train(
 
     reporter.info(state.stop_reason)
     model.load_state_dict(state.best_weights)
-    test_loss, test_acc = loss_and_accuracy(logits_for(model, splits.test_x, norm, dev), splits.test_y)
+    model.eval()
     best = min(state.history, key=lambda r: (r["val_loss"] if r["val_loss"] is not None else r["train_loss"]))
     metrics = {
-        "test_accuracy": test_acc,
-        "test_loss": test_loss,
-        "test_samples": len(splits.test_y),
+        **prep.test(model),
         "val_accuracy": best["val_accuracy"],
         "val_loss": best["val_loss"],
         "best_epoch": best["epoch"],
         "epochs_run": state.epoch,
         "train_seconds": sum(r["seconds"] for r in state.history),
-        "dataset_note": splits.note,
+        "dataset_note": info["note"],
     }
     ckpt_io.save(out, snapshot(state, "complete", metrics))
     return TrainResult(out, metrics, state.history, state.stop_reason)
@@ -262,15 +239,17 @@ class EvalResult:
     confusion: list[list[int]]
     history: list[dict[str, Any]] = field(default_factory=list)
     note: str = ""
+    sequence_wer: float | None = None  # speech: word error rate on connected strings joined from test recordings
+    sequences: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
 
-def _checkpoint_path(checkpoint: str | os.PathLike | None) -> Path:
+def _checkpoint_path(checkpoint: str | os.PathLike | None, kind: str = "image") -> Path:
     from digitkit.weights import shipped
 
-    return Path(checkpoint) if checkpoint is not None else shipped("image")
+    return Path(checkpoint) if checkpoint is not None else shipped(kind)
 
 
 def evaluate(
@@ -293,7 +272,7 @@ def evaluate(
     from digitkit.data.registry import get_dataset, load
     from digitkit.device import pick_device
     from digitkit.metrics import confusion_matrix, per_class
-    from digitkit.training.loop import Normalization, logits_for, loss_and_accuracy
+    from digitkit.training.image_task import Normalization, logits_for, loss_and_accuracy
 
     reporter = reporter or Reporter()
     path = _checkpoint_path(checkpoint)
@@ -302,6 +281,10 @@ def evaluate(
         raise DigitkitError("--batch-size must be at least 1")
     dev = pick_device(device)
     model = ckpt.build_model(dev)
+    if ckpt.input.get("kind") == "speech":
+        result = _evaluate_speech(ckpt, path, model, resolve_data_dir(data_dir), dev, reporter)
+        _plots(result, ckpt, path, plot, curves, reporter)
+        return result
     spec = get_dataset(ckpt.dataset)
     splits = load(spec, resolve_data_dir(data_dir), allow_download=allow_download)
     reporter.info(f"evaluating {path} on the {spec.title} test set ({len(splits.test_y):,} images)")
@@ -314,17 +297,56 @@ def evaluate(
         classes=list(ckpt.classes), per_class=per_class(conf, list(ckpt.classes)), confusion=conf.tolist(),
         history=ckpt.history, note=splits.note,
     )
+    _plots(result, ckpt, path, plot, curves, reporter)
+    return result
+
+
+def _plots(result: EvalResult, ckpt: Any, path: Path, plot: Any, curves: Any, reporter: Reporter) -> None:
     if plot is not None:
         from digitkit.plots import confusion_png
 
-        confusion_png(result.confusion, result.classes, Path(plot), f"{spec.title} test: accuracy {acc:.2%}")
+        confusion_png(result.confusion, result.classes, Path(plot), f"{result.dataset} test: accuracy {result.accuracy:.2%}")
         reporter.info(f"wrote {plot}")
     if curves is not None:
         from digitkit.plots import curves_png
 
-        curves_png(ckpt.history, Path(curves), f"{path.name}: {ckpt.model_name} on {spec.title}")
+        curves_png(ckpt.history, Path(curves), f"{path.name}: {ckpt.model_name} on {result.dataset}")
         reporter.info(f"wrote {curves}")
-    return result
+
+
+OTHER = "(other)"  # speech: a clip decoded as no word or as several words
+
+
+def _evaluate_speech(ckpt: Any, path: Path, model: Any, folder: Path, dev: Any, reporter: Reporter) -> EvalResult:
+    import torch
+
+    from digitkit.data.audio import LogMel
+    from digitkit.metrics import confusion_matrix, per_class
+    from digitkit.training.config import TrainConfig
+    from digitkit.training.prepare import load_speech_splits, load_waves, sequence_test_set
+    from digitkit.training.speech_task import score_clips
+
+    cfg = TrainConfig.from_dict(ckpt.train_config)
+    spec, splits = load_speech_splits(ckpt.dataset, folder, cfg.val_split, cfg.seed, cfg.holdout_speaker, cfg.words)
+    if splits.vocab != ckpt.classes:
+        raise DataError(f"the words in {splits.source} ({', '.join(splits.vocab)}) differ from the model's ({', '.join(ckpt.classes)})")
+    sr = int(ckpt.input["sample_rate"])
+    waves, kept = load_waves(splits.test, sr, reporter)
+    reporter.info(f"evaluating {path} on {len(kept):,} {spec.title} test recordings" + (f" ({splits.note})" if splits.note else ""))
+    tokens = [ckpt.classes.index(u.word) + 1 for u in kept]
+    features = LogMel(sr, int(ckpt.input["n_mels"]))
+    loss, accuracy, _, hyps = score_clips(model, features, waves, [[t] for t in tokens], dev)
+    n = len(ckpt.classes)
+    predicted = torch.tensor([h[0] - 1 if len(h) == 1 else n for h in hyps], dtype=torch.long)
+    conf = confusion_matrix(torch.tensor(tokens) - 1, predicted, n + 1)
+    clips, targets = sequence_test_set(waves, tokens, sr)
+    _, _, wer, _ = score_clips(model, features, clips, targets, dev, batch_size=32)
+    classes = list(ckpt.classes) + [OTHER]
+    return EvalResult(
+        checkpoint=str(path), dataset=spec.name, samples=len(kept), accuracy=accuracy, loss=loss, classes=classes,
+        per_class=[row for row in per_class(conf, classes) if row["class"] != OTHER], confusion=conf.tolist(),
+        history=ckpt.history, note=splits.note, sequence_wer=wer, sequences=len(clips),
+    )
 
 
 @dataclass
@@ -410,3 +432,29 @@ def predict(
             row += 1
             top = [(classes[i], float(v)) for v, i in zip(values.tolist(), indices.tolist())]
             yield Prediction(path, top[0][0], top[0][1], top)
+
+
+def transcribe(
+    paths: Iterable[str | os.PathLike],
+    *,
+    model: str | os.PathLike | None = None,
+    device: str = "cpu",
+    segment_seconds: float = 20.0,
+) -> Iterator[Any]:
+    """Transcribe audio files (WAV, FLAC; any rate, mono or stereo) -> `Transcription` or `Failure` per file, in order.
+
+    With no `model`, the shipped speech model is used (none ships yet, so that is an error). Long files are read in segments of about
+    `segment_seconds`, cut at quiet points, so memory stays bounded however long the file is.
+    """
+    from digitkit import checkpoint as ckpt_io
+    from digitkit.device import pick_device
+    from digitkit.recognize import Recognizer
+
+    if segment_seconds < 1:
+        raise DigitkitError("--segment-seconds must be at least 1")
+    recognizer = Recognizer(ckpt_io.load(_checkpoint_path(model, "speech")), pick_device(device), segment_seconds)
+    for path in paths:
+        try:
+            yield recognizer.transcribe(path)
+        except InputError as exc:
+            yield Failure(str(path), str(exc))

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 import sys
-import time
 from typing import Any, TextIO
 
 _COLUMNS = (("epoch", 7), ("train acc", 10), ("train loss", 11), ("val acc", 9), ("val loss", 10), ("lr", 9), ("seconds", 8))
@@ -119,6 +118,9 @@ def print_evaluation(result: Any, stream: TextIO | None = None) -> None:
         f"{result.dataset} test set: accuracy [bold]{result.accuracy:.2%}[/bold], loss {result.loss:.4f} "
         f"({result.samples:,} images)"
     )
+    if result.sequence_wer is not None:
+        console.print(f"connected strings of 3-7 words joined from test recordings: word error rate "
+                      f"[bold]{result.sequence_wer:.2%}[/bold] ({result.sequences} strings)")
     if result.note:
         console.print(f"note: {result.note}", markup=False)
     classes = Table(title="per class", title_justify="left")

@@ -94,9 +94,9 @@ def test_early_stopping_counts_like_keras():
 @pytest.mark.slow
 def test_early_stopping_restores_best_weights(tmp_path, data_dir):
     """The deployed weights are the best-val-loss epoch's, not the last epoch's."""
-    from digitkit.api import _split
+    from digitkit.training.prepare import split_holdout as _split
     from digitkit.data.registry import get_dataset, load
-    from digitkit.training.loop import Normalization, logits_for, loss_and_accuracy
+    from digitkit.training.image_task import Normalization, logits_for, loss_and_accuracy
 
     # an LR far too high makes val loss bounce, so the best epoch is rarely the last one
     result = api.train("mnist", out=tmp_path / "es.safetensors", data_dir=data_dir, limit=2000, epochs=8, lr=0.02,

@@ -7,10 +7,10 @@ MNIST digits are white ink on black, cropped to the ink, fitted into 20x20 keepi
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
 
+from digitkit.data.inputs import check_input_file
 from digitkit.errors import InputError
 
 _MAX_PIXELS = 64_000_000
@@ -20,13 +20,7 @@ def open_image(path: str | os.PathLike):
     """Open and fully decode an image, with one clear error for each way a file can be unusable."""
     from PIL import Image, ImageOps, UnidentifiedImageError
 
-    p = Path(path)
-    if not p.exists():
-        raise InputError(f"{path}: no such file")
-    if p.is_dir():
-        raise InputError(f"{path}: is a directory, not an image")
-    if p.stat().st_size == 0:
-        raise InputError(f"{path}: empty file")
+    p = check_input_file(path, "an image")
     Image.MAX_IMAGE_PIXELS = _MAX_PIXELS
     try:
         with Image.open(p) as img:

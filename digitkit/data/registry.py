@@ -115,7 +115,7 @@ def get_dataset(name: str) -> ImageDataset:
     key = name.lower().replace("_", "-")
     key = {"fashion": "fashion-mnist", "fashionmnist": "fashion-mnist", "cifar": "cifar10", "cifar-10": "cifar10"}.get(key, key)
     if key not in DATASETS:
-        raise DataError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}")
+        raise DataError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}, fsdd, speechcommands")
     return DATASETS[key]
 
 

@@ -11,11 +11,15 @@ from digitkit.errors import CheckpointError, DigitkitError
 def _table() -> dict[str, tuple[type, type]]:
     from digitkit.models.cnn import CNN, CNNConfig
     from digitkit.models.resnet import ResNet, ResNetConfig
+    from digitkit.models.speech import SpeechConfig, SpeechRecognizer
 
-    return {"cnn": (CNNConfig, CNN), "resnet": (ResNetConfig, ResNet)}
+    return {"cnn": (CNNConfig, CNN), "resnet": (ResNetConfig, ResNet), "lstm": (SpeechConfig, SpeechRecognizer),
+            "gru": (SpeechConfig, SpeechRecognizer)}
 
 
-MODEL_NAMES = ("cnn", "resnet")
+MODEL_NAMES = ("cnn", "resnet", "lstm", "gru")
+IMAGE_MODELS = ("cnn", "resnet")
+SPEECH_MODELS = ("lstm", "gru")
 
 
 def make_config(name: str, values: dict[str, Any]) -> Any:

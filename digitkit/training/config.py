@@ -25,10 +25,14 @@ class TrainConfig:
     lr_patience: int = 2
     min_lr: float = 1e-4
     label_smoothing: float = 0.0
+    grad_clip: float | None = None  # clip the gradient's global norm (recurrent CTC models need it)
     augment: bool = True
     seed: int = 0
     limit: int | None = None
     target_accuracy: float | None = None  # stop once val accuracy reaches this
+    holdout_speaker: str | None = None  # speech (fsdd): test on this speaker only, train on the others
+    words: list[str] | None = None  # speech (speechcommands): the words to recognize; default all present
+    max_words: int = 7  # speech: longest joined training sequence
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -1,4 +1,5 @@
-"""Epochs over in-memory uint8 tensors: batching by index, batch-level augmentation, validation, early stopping.
+"""The one training loop, for images and speech: epochs of batches from a `Task`, validation, LR schedule,
+early stopping, a checkpoint callback after every epoch.
 
 Each epoch reseeds torch from (seed, epoch), so an epoch's shuffling, augmentation and dropout depend only on
 its number: a run resumed from a checkpoint repeats exactly what the uninterrupted run would have done.
@@ -9,22 +10,30 @@ from __future__ import annotations
 import copy
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterator, Protocol
 
 import torch
-import torch.nn.functional as F
 
-from digitkit.data.registry import Augment
-from digitkit.data.transforms import augment as augment_batch
-from digitkit.data.transforms import normalize
 from digitkit.training.callbacks import EarlyStopping
 from digitkit.training.config import TrainConfig
 
 
-@dataclass
-class Normalization:
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
+class Task(Protocol):
+    """What the loop needs from a kind of data: batches, a loss, and a validation pass."""
+
+    def steps_per_epoch(self, batch_size: int) -> int: ...
+
+    def train_batches(self, batch_size: int) -> Iterator[tuple[Any, Any, int]]:
+        """(inputs, targets, n) per batch, shuffled with torch's global RNG (reseeded every epoch)."""
+        ...
+
+    def loss(self, model: torch.nn.Module, inputs: Any, targets: Any, label_smoothing: float) -> tuple[torch.Tensor, Any]:
+        """(mean loss, number of correct samples) for one training batch."""
+        ...
+
+    def validate(self, model: torch.nn.Module) -> tuple[float, float] | None:
+        """(loss, accuracy) on the validation split, or None without one."""
+        ...
 
 
 @dataclass
@@ -33,27 +42,6 @@ class LoopState:
     history: list[dict[str, Any]] = field(default_factory=list)
     best_weights: dict[str, torch.Tensor] | None = None
     stop_reason: str = ""
-
-
-def _to_input(x: torch.Tensor, norm: Normalization, device: torch.device, aug: Augment | None = None) -> torch.Tensor:
-    x = x.to(device, non_blocking=True)
-    if aug is not None:
-        x = augment_batch(x.float() / 255.0, aug)
-    return normalize(x, norm.mean, norm.std).contiguous(memory_format=torch.channels_last)
-
-
-@torch.inference_mode()
-def logits_for(model: torch.nn.Module, x: torch.Tensor, norm: Normalization, device: torch.device, batch_size: int = 1000) -> torch.Tensor:
-    """Logits for a whole uint8 tensor, in bounded batches, on the CPU."""
-    model.eval()
-    out = [model(_to_input(x[i : i + batch_size], norm, device)).float().cpu() for i in range(0, len(x), batch_size)]
-    return torch.cat(out) if out else torch.empty(0)
-
-
-def loss_and_accuracy(logits: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
-    if len(y) == 0:
-        return float("nan"), float("nan")
-    return F.cross_entropy(logits, y).item(), (logits.argmax(1) == y).float().mean().item()
 
 
 def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -82,36 +70,27 @@ def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per
 def train_one_epoch(
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
-    x: torch.Tensor,
-    y: torch.Tensor,
+    task: "Task",
     cfg: TrainConfig,
-    norm: Normalization,
-    aug: Augment | None,
-    device: torch.device,
     on_batch: Callable[[int, float, float], None],
     per_batch_scheduler: Any = None,
 ) -> tuple[float, float]:
     model.train()
-    order = torch.randperm(len(x))
-    total_loss = torch.zeros((), device=device)
-    total_correct = torch.zeros((), device=device, dtype=torch.long)
-    seen = 0
-    for step, start in enumerate(range(0, len(x), cfg.batch_size)):
-        idx = order[start : start + cfg.batch_size]
-        xb, yb = _to_input(x[idx], norm, device, aug), y[idx].to(device, non_blocking=True)
-        logits = model(xb)
-        loss = F.cross_entropy(logits, yb, label_smoothing=cfg.label_smoothing)
+    total_loss, total_correct, seen = 0.0, 0.0, 0
+    for step, (inputs, targets, n) in enumerate(task.train_batches(cfg.batch_size)):
+        loss, correct = task.loss(model, inputs, targets, cfg.label_smoothing)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if cfg.grad_clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         optimizer.step()
         if per_batch_scheduler is not None:
             per_batch_scheduler.step()
-        with torch.no_grad():
-            total_loss += loss.detach() * len(idx)
-            total_correct += (logits.argmax(1) == yb).sum()
-        seen += len(idx)
+        total_loss += loss.detach() * n
+        total_correct += correct
+        seen += n
         on_batch(step + 1, loss.item() if step % 20 == 0 else float("nan"), 0.0)
-    return (total_loss / max(seen, 1)).item(), (total_correct.float() / max(seen, 1)).item()
+    return float(total_loss / max(seen, 1)), float(total_correct / max(seen, 1))
 
 
 def fit(
@@ -119,19 +98,14 @@ def fit(
     optimizer: torch.optim.Optimizer,
     scheduler: Any,
     early: EarlyStopping,
-    data: dict[str, torch.Tensor],
+    task: "Task",
     cfg: TrainConfig,
-    norm: Normalization,
-    aug: Augment | None,
-    device: torch.device,
     state: LoopState,
     reporter: Any,
     on_epoch_end: Callable[[LoopState], None],
 ) -> LoopState:
     """Train until `cfg.epochs`, early stopping or the target accuracy; call `on_epoch_end` after each epoch."""
-    train_x, train_y, val_x, val_y = data["train_x"], data["train_y"], data["val_x"], data["val_y"]
-    has_val = len(val_y) > 0
-    steps = (len(train_x) + cfg.batch_size - 1) // cfg.batch_size
+    steps = task.steps_per_epoch(cfg.batch_size)
     if state.best_weights is None:
         state.best_weights = copy.deepcopy(model.state_dict())
     while state.epoch < cfg.epochs:
@@ -141,10 +115,10 @@ def fit(
         t0 = time.perf_counter()
         reporter.epoch_started(epoch, cfg.epochs, steps)
         per_batch = scheduler if cfg.schedule == "onecycle" else None
-        train_loss, train_acc = train_one_epoch(
-            model, optimizer, train_x, train_y, cfg, norm, aug if cfg.augment else None, device, reporter.batch_done, per_batch
-        )
-        val_loss, val_acc = loss_and_accuracy(logits_for(model, val_x, norm, device), val_y) if has_val else (train_loss, train_acc)
+        train_loss, train_acc = train_one_epoch(model, optimizer, task, cfg, reporter.batch_done, per_batch)
+        validation = task.validate(model)
+        has_val = validation is not None
+        val_loss, val_acc = validation if has_val else (train_loss, train_acc)
         monitored = val_loss
         if per_batch is None:
             scheduler.step(monitored)

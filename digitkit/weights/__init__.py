@@ -7,7 +7,7 @@ from pathlib import Path
 from digitkit.errors import CheckpointError
 
 _HERE = Path(__file__).resolve().parent
-DEFAULT_MODELS = {"image": "mnist-cnn.safetensors"}
+DEFAULT_MODELS = {"image": "mnist-cnn.safetensors", "speech": "fsdd-lstm.safetensors"}
 
 
 def shipped(kind: str = "image") -> Path:

@@ -1,0 +1,145 @@
+"""Speech datasets: where their recordings live, how they split, and their word vocabularies.
+
+- `fsdd`: `<data-dir>/fsdd/recordings/<digit>_<speaker>_<index>.wav`, 8 kHz. Standard split: index 0-4 of every
+  speaker is the test set; or hold one speaker out entirely (speaker-independent).
+- `speechcommands`: `<data-dir>/SpeechCommands/speech_commands_v0.0X/<word>/<speaker>_nohash_<n>.wav`, 16 kHz.
+  The dataset's own validation_list.txt / testing_list.txt when present, else a split by a hash of the speaker,
+  so that no speaker is in two splits.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from digitkit.errors import DataError
+
+
+@dataclass(frozen=True)
+class SpeechDataset:
+    name: str
+    title: str
+    sample_rate: int
+    folder: str
+    hint: str  # where to get it
+
+
+@dataclass
+class Utterance:
+    path: Path
+    word: str
+    speaker: str
+
+
+@dataclass
+class SpeechSplits:
+    vocab: list[str]
+    train: list[Utterance]
+    val: list[Utterance]
+    test: list[Utterance]
+    source: str
+    note: str = ""
+    speakers: list[str] = field(default_factory=list)
+
+
+SPEECH_DATASETS = {
+    "fsdd": SpeechDataset(
+        "fsdd", "Free Spoken Digit Dataset", 8000, "fsdd/recordings",
+        "clone https://github.com/Jakobovski/free-spoken-digit-dataset and copy its recordings/ folder there",
+    ),
+    "speechcommands": SpeechDataset(
+        "speechcommands", "Speech Commands", 16000, "SpeechCommands",
+        "unpack speech_commands_v0.02.tar.gz (or v0.01) from the dataset's official release into "
+        "SpeechCommands/speech_commands_v0.02/",
+    ),
+}
+
+_FSDD_NAME = re.compile(r"^(\d)_([A-Za-z]+)_(\d+)\.wav$")
+
+
+def is_speech(name: str) -> bool:
+    return name.lower().replace("-", "").replace("_", "") in SPEECH_DATASETS
+
+
+def get_speech_dataset(name: str) -> SpeechDataset:
+    return SPEECH_DATASETS[name.lower().replace("-", "").replace("_", "")]
+
+
+def _missing(spec: SpeechDataset, folder: Path) -> DataError:
+    return DataError(f"{spec.title} not found in {folder}: {spec.hint}, or point --data-dir / $DIGITKIT_DATA at a folder that has {spec.folder}/")
+
+
+def _hold_out(items: list[Utterance], fraction: float, seed: int) -> tuple[list[Utterance], list[Utterance]]:
+    import torch
+
+    if fraction <= 0:
+        return items, []
+    order = torch.randperm(len(items), generator=torch.Generator().manual_seed(seed)).tolist()
+    n_val = int(round(len(items) * fraction))
+    return [items[i] for i in order[n_val:]], [items[i] for i in order[:n_val]]
+
+
+def load_fsdd(data_dir: Path, val_split: float, seed: int, holdout_speaker: str | None = None) -> SpeechSplits:
+    spec = SPEECH_DATASETS["fsdd"]
+    folder = data_dir / spec.folder
+    files = sorted(folder.glob("*.wav")) if folder.is_dir() else []
+    items, indices = [], []
+    for f in files:
+        m = _FSDD_NAME.match(f.name)
+        if m:
+            items.append(Utterance(f, m.group(1), m.group(2)))
+            indices.append(int(m.group(3)))
+    if not items:
+        raise _missing(spec, folder)
+    speakers = sorted({u.speaker for u in items})
+    if holdout_speaker is not None:
+        if holdout_speaker not in speakers:
+            raise DataError(f"no FSDD speaker {holdout_speaker!r}; speakers are: {', '.join(speakers)}")
+        test = [u for u in items if u.speaker == holdout_speaker]
+        rest = [u for u in items if u.speaker != holdout_speaker]
+        note = f"speaker-independent: {holdout_speaker} held out ({len(test)} recordings)"
+    else:
+        test = [u for u, i in zip(items, indices) if i < 5]
+        rest = [u for u, i in zip(items, indices) if i >= 5]
+        note = ""
+    train, val = _hold_out(rest, val_split, seed)
+    return SpeechSplits([str(d) for d in range(10)], train, val, test, str(folder), note, speakers)
+
+
+def _speaker_bucket(speaker: str) -> int:
+    return int(hashlib.sha1(speaker.encode()).hexdigest(), 16) % 100
+
+
+def load_speechcommands(data_dir: Path, words: list[str] | None = None) -> SpeechSplits:
+    spec = SPEECH_DATASETS["speechcommands"]
+    root = data_dir / spec.folder
+    versions = sorted(root.glob("speech_commands_v0.0*"), reverse=True) if root.is_dir() else []
+    version = next((v for v in versions if any(d.is_dir() and not d.name.startswith("_") for d in v.iterdir())), None)
+    if version is None:
+        raise _missing(spec, root)
+    present = sorted(d.name for d in version.iterdir() if d.is_dir() and not d.name.startswith("_"))
+    if words:
+        unknown = sorted(set(words) - set(present))
+        if unknown:
+            raise DataError(f"no Speech Commands word(s) {', '.join(unknown)} in {version}; present: {', '.join(present)}")
+        vocab = list(words)
+    else:
+        vocab = present
+    items = [Utterance(f, w, f.name.split("_nohash_")[0]) for w in vocab for f in sorted((version / w).glob("*.wav"))]
+    lists = {name: version / f"{name}_list.txt" for name in ("validation", "testing")}
+    if all(p.is_file() for p in lists.values()):
+        listed = {name: set(p.read_text().split()) for name, p in lists.items()}
+        rel = lambda u: f"{u.word}/{u.path.name}"
+        test = [u for u in items if rel(u) in listed["testing"]]
+        val = [u for u in items if rel(u) in listed["validation"]]
+        train = [u for u in items if rel(u) not in listed["testing"] and rel(u) not in listed["validation"]]
+        note = f"{version.name}: the dataset's own validation/testing lists"
+    else:
+        bucket = {u.speaker: _speaker_bucket(u.speaker) for u in items}
+        test = [u for u in items if bucket[u.speaker] < 15]
+        val = [u for u in items if 15 <= bucket[u.speaker] < 25]
+        train = [u for u in items if bucket[u.speaker] >= 25]
+        note = f"{version.name}: no split lists, so split by speaker hash (15 % test, 10 % val, no speaker in two splits)"
+    return SpeechSplits(vocab, train, val, test, str(version), note, sorted({u.speaker for u in items}))

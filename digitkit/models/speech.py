@@ -1,0 +1,61 @@
+"""A recurrent speech recognizer: an optional conv front end over log-mel frames, a (bi)LSTM or GRU, and a CTC
+head over word tokens (token 0 is CTC's blank), so one model transcribes single words and strings of words."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass
+class SpeechConfig:
+    n_mels: int = 40
+    num_tokens: int = 11  # blank + vocabulary
+    conv_channels: int = 96  # 0 = no conv front end
+    rnn: str = "lstm"  # lstm | gru
+    hidden: int = 128
+    layers: int = 2
+    bidirectional: bool = True
+    dropout: float = 0.15
+
+
+class SpeechRecognizer(nn.Module):
+    def __init__(self, config: SpeechConfig):
+        super().__init__()
+        if config.rnn not in ("lstm", "gru"):
+            raise ValueError(f"rnn must be lstm or gru, not {config.rnn!r}")
+        self.config = config
+        width = config.n_mels
+        self.front: nn.Module = nn.Identity()
+        if config.conv_channels:
+            # one stride-2 conv halves the frame rate (10 ms -> 20 ms), which the recurrent layers then run over
+            self.front = nn.Sequential(
+                nn.Conv1d(config.n_mels, config.conv_channels, 5, stride=2, padding=2, bias=False),
+                nn.BatchNorm1d(config.conv_channels),
+                nn.ReLU(inplace=True),
+                nn.Conv1d(config.conv_channels, config.conv_channels, 3, padding=1, bias=False),
+                nn.BatchNorm1d(config.conv_channels),
+                nn.ReLU(inplace=True),
+            )
+            width = config.conv_channels
+        rnn_cls = nn.LSTM if config.rnn == "lstm" else nn.GRU
+        self.rnn = rnn_cls(
+            width, config.hidden, num_layers=config.layers, batch_first=True, bidirectional=config.bidirectional,
+            dropout=config.dropout if config.layers > 1 else 0.0,
+        )
+        self.dropout = nn.Dropout(config.dropout)
+        self.head = nn.Linear(config.hidden * (2 if config.bidirectional else 1), config.num_tokens)
+
+    def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
+        return (lengths + 1) // 2 if self.config.conv_channels else lengths
+
+    def forward(self, feats: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """[B, frames, n_mels] -> (log-probabilities [B, frames', tokens], frames' per item)."""
+        x = self.front(feats.transpose(1, 2)).transpose(1, 2)
+        out_lengths = self.output_lengths(lengths).clamp(min=1, max=x.shape[1])
+        packed = nn.utils.rnn.pack_padded_sequence(x, out_lengths.cpu(), batch_first=True, enforce_sorted=False)
+        y, _ = self.rnn(packed)
+        y, _ = nn.utils.rnn.pad_packed_sequence(y, batch_first=True, total_length=x.shape[1])
+        return self.head(self.dropout(y)).log_softmax(-1), out_lengths

@@ -1,0 +1,66 @@
+"""Image classification as a training task: in-memory uint8 tensors batched by index, normalized and augmented
+as whole-batch tensor ops, channels-last for the CPU's convolution kernels."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator
+
+import torch
+import torch.nn.functional as F
+
+from digitkit.data.registry import Augment
+from digitkit.data.transforms import augment as augment_batch
+from digitkit.data.transforms import normalize
+
+
+@dataclass
+class Normalization:
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+
+def _to_input(x: torch.Tensor, norm: Normalization, device: torch.device, aug: Augment | None = None) -> torch.Tensor:
+    x = x.to(device, non_blocking=True)
+    if aug is not None:
+        x = augment_batch(x.float() / 255.0, aug)
+    return normalize(x, norm.mean, norm.std).contiguous(memory_format=torch.channels_last)
+
+
+@torch.inference_mode()
+def logits_for(model: torch.nn.Module, x: torch.Tensor, norm: Normalization, device: torch.device, batch_size: int = 1000) -> torch.Tensor:
+    """Logits for a whole uint8 tensor, in bounded batches, on the CPU."""
+    model.eval()
+    out = [model(_to_input(x[i : i + batch_size], norm, device)).float().cpu() for i in range(0, len(x), batch_size)]
+    return torch.cat(out) if out else torch.empty(0)
+
+
+def loss_and_accuracy(logits: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+    if len(y) == 0:
+        return float("nan"), float("nan")
+    return F.cross_entropy(logits, y).item(), (logits.argmax(1) == y).float().mean().item()
+
+
+class ImageTask:
+    def __init__(self, train_x, train_y, val_x, val_y, norm: Normalization, aug: Augment | None, device: torch.device):
+        self.train_x, self.train_y, self.val_x, self.val_y = train_x, train_y, val_x, val_y
+        self.norm, self.aug, self.device = norm, aug, device
+
+    def steps_per_epoch(self, batch_size: int) -> int:
+        return (len(self.train_x) + batch_size - 1) // batch_size
+
+    def train_batches(self, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor, int]]:
+        order = torch.randperm(len(self.train_x))
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size]
+            yield _to_input(self.train_x[idx], self.norm, self.device, self.aug), self.train_y[idx].to(self.device, non_blocking=True), len(idx)
+
+    def loss(self, model, inputs, targets, label_smoothing):
+        logits = model(inputs)
+        loss = F.cross_entropy(logits, targets, label_smoothing=label_smoothing)
+        return loss, (logits.detach().argmax(1) == targets).sum()
+
+    def validate(self, model) -> tuple[float, float] | None:
+        if len(self.val_y) == 0:
+            return None
+        return loss_and_accuracy(logits_for(model, self.val_x, self.norm, self.device), self.val_y)

@@ -1,0 +1,132 @@
+"""Speech recognition as a training task for the one loop: every epoch packs the training recordings into
+connected-word sequences (single words too), computes log-mel features per batch with SpecAugment masking, and
+trains with CTC. Validation is single-word accuracy on held-out recordings."""
+
+from __future__ import annotations
+
+import math
+from typing import Iterator
+
+import torch
+import torch.nn.functional as F
+
+from digitkit.ctc import batch_greedy, word_error_rate
+from digitkit.data.audio import LogMel, pad_batch
+from digitkit.data.sequences import join_words, sample_lengths
+
+
+def spec_augment(feats: torch.Tensor, lengths: torch.Tensor, freq_masks: int = 2, freq_width: int = 6,
+                 time_masks: int = 2, time_width: int = 8) -> torch.Tensor:
+    """Zero random bands of mel bins and runs of frames, per utterance (Park et al., 2019)."""
+    b, t, f = feats.shape
+    out = feats.clone()
+    for i in range(b):
+        for _ in range(freq_masks):
+            w = int(torch.randint(0, freq_width + 1, ()))
+            f0 = int(torch.randint(0, max(1, f - w), ()))
+            out[i, :, f0 : f0 + w] = 0
+        for _ in range(time_masks):
+            w = int(torch.randint(0, time_width + 1, ()))
+            t0 = int(torch.randint(0, max(1, int(lengths[i]) - w), ()))
+            out[i, t0 : t0 + w, :] = 0
+    return out
+
+
+def featurize(features: LogMel, waves: list[torch.Tensor], device: torch.device, augment: bool = False):
+    padded, lengths = pad_batch(waves)
+    feats, frames = features(padded, lengths)
+    if augment:
+        feats = spec_augment(feats, frames)
+    return feats.to(device), frames.to(device)
+
+
+@torch.inference_mode()
+def score_clips(model, features: LogMel, waves: list[torch.Tensor], targets: list[list[int]], device: torch.device,
+                batch_size: int = 64) -> tuple[float, float, float, list[list[int]]]:
+    """(CTC loss per clip, exact-match accuracy, word error rate, hypotheses) of clips against token targets."""
+    model.eval()
+    losses, hyps = [], []
+    for start in range(0, len(waves), batch_size):
+        feats, frames = featurize(features, waves[start : start + batch_size], device)
+        log_probs, out_lengths = model(feats, frames)
+        losses.append(ctc_loss(log_probs, out_lengths, targets[start : start + batch_size], reduction="sum").item())
+        hyps += batch_greedy(log_probs, out_lengths)
+    accuracy = sum(h == t for h, t in zip(hyps, targets)) / max(len(targets), 1)
+    return sum(losses) / max(len(targets), 1), accuracy, word_error_rate(targets, hyps), hyps
+
+
+class SpeechTask:
+    def __init__(self, train_waves: list[torch.Tensor], train_tokens: list[int], val_waves: list[torch.Tensor],
+                 val_tokens: list[int], sample_rate: int, n_mels: int, device: torch.device, augment: bool = True,
+                 max_words: int = 7, p_single: float = 0.3):
+        self.train_waves, self.train_tokens = train_waves, train_tokens
+        self.val_waves, self.val_tokens = val_waves, val_tokens
+        self.sample_rate, self.device, self.augment = sample_rate, device, augment
+        self.features = LogMel(sample_rate, n_mels)
+        self.max_words, self.p_single = max_words, p_single
+        mean_words = p_single + (1 - p_single) * (2 + max_words) / 2
+        self.sequences = max(1, math.ceil(len(train_waves) / mean_words))  # each recording about once per epoch
+
+    def steps_per_epoch(self, batch_size: int) -> int:
+        return (self.sequences + batch_size - 1) // batch_size
+
+    def featurize(self, waves: list[torch.Tensor], augment: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        return featurize(self.features, waves, self.device, augment)
+
+    def train_batches(self, batch_size: int) -> Iterator[tuple[tuple, tuple, int]]:
+        order = torch.randperm(len(self.train_waves)).tolist()
+        counts = sample_lengths(self.sequences, self.max_words, self.p_single)
+        cursor = 0
+        sequences = []
+        for k in counts:
+            picks = [order[(cursor + j) % len(order)] for j in range(k)]
+            cursor += k
+            sequences.append(picks)
+        for start in range(0, len(sequences), batch_size):
+            chunk = sequences[start : start + batch_size]
+            waves, spans = [], []
+            for picks in chunk:
+                spans.append([])
+                waves.append(join_words([self.train_waves[i] for i in picks], self.sample_rate, spans=spans[-1]))
+            targets = [[self.train_tokens[i] for i in picks] for picks in chunk]
+            feats, frames = self.featurize(waves, augment=self.augment)
+            yield (feats, frames), (targets, spans), len(chunk)
+
+    def frame_labels(self, spans: list[list[tuple[int, int]]], targets: list[list[int]], frames: int, stride: int) -> torch.Tensor:
+        """Each output frame's token on the known alignment: the word over its samples, blank (0) elsewhere."""
+        labels = torch.zeros(len(targets), frames, dtype=torch.long)
+        step = self.features.hop * stride
+        for i, (seq_spans, seq_tokens) in enumerate(zip(spans, targets)):
+            for (start, end), token in zip(seq_spans, seq_tokens):
+                labels[i, start // step : min(frames, -(-end // step))] = token
+        return labels
+
+    def loss(self, model, inputs, targets, label_smoothing):
+        """CTC over the word tokens, plus cross-entropy on the known alignment (itself one of CTC's paths),
+        which gets the recurrent network past CTC's long all-blank start in a fraction of the steps."""
+        feats, frames = inputs
+        tokens, spans = targets
+        log_probs, out_lengths = model(feats, frames)
+        stride = -(-feats.shape[1] // log_probs.shape[1])
+        labels = self.frame_labels(spans, tokens, log_probs.shape[1], stride).to(log_probs.device)
+        valid = torch.arange(log_probs.shape[1], device=log_probs.device)[None, :] < out_lengths[:, None]
+        aligned = F.nll_loss(log_probs[valid], labels[valid], reduction="mean")
+        loss = ctc_loss(log_probs, out_lengths, tokens) + aligned
+        hyps = batch_greedy(log_probs.detach(), out_lengths)
+        return loss, sum(h == t for h, t in zip(hyps, tokens))
+
+    def score(self, model, waves: list[torch.Tensor], targets: list[list[int]], batch_size: int = 64):
+        return score_clips(model, self.features, waves, targets, self.device, batch_size)
+
+    def validate(self, model) -> tuple[float, float] | None:
+        if not self.val_waves:
+            return None
+        loss, accuracy, _, _ = self.score(model, self.val_waves, [[t] for t in self.val_tokens])
+        return loss, accuracy
+
+
+def ctc_loss(log_probs: torch.Tensor, lengths: torch.Tensor, targets: list[list[int]], reduction: str = "mean") -> torch.Tensor:
+    flat = torch.tensor([t for seq in targets for t in seq], dtype=torch.long)
+    target_lengths = torch.tensor([len(seq) for seq in targets], dtype=torch.long)
+    return F.ctc_loss(log_probs.transpose(0, 1).float(), flat, lengths.cpu(), target_lengths, blank=0,
+                      reduction=reduction, zero_infinity=True)

@@ -1,0 +1,95 @@
+"""Audio in: formats, rates, channels, silence trimming, bounded-memory segments, and every bad-file path."""
+
+import math
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from digitkit.ctc import edit_distance, greedy_decode, word_error_rate
+from digitkit.data.audio import audio_blocks, read_audio, segments, trim_silence
+from digitkit.data.sequences import join_words
+from digitkit.errors import InputError
+
+
+def tone(seconds: float, rate: int, freq: float = 440.0, level: float = 0.5) -> np.ndarray:
+    t = np.arange(int(seconds * rate)) / rate
+    return (level * np.sin(2 * math.pi * freq * t)).astype(np.float32)
+
+
+@pytest.mark.parametrize("subtype,ext", [("PCM_U8", "wav"), ("PCM_16", "wav"), ("PCM_24", "wav"), ("PCM_32", "wav"),
+                                         ("FLOAT", "wav"), ("PCM_16", "flac"), ("PCM_24", "flac")])
+def test_formats_and_bit_depths(tmp_path, subtype, ext):
+    path = tmp_path / f"a.{ext}"
+    sf.write(path, tone(0.5, 8000), 8000, subtype=subtype)
+    wave = read_audio(path, 8000)
+    assert wave.dtype == torch.float32 and wave.shape == (4000,)
+    assert torch.allclose(wave, torch.from_numpy(tone(0.5, 8000)), atol=0.02)
+
+
+def test_stereo_is_mixed_and_rates_resampled(tmp_path):
+    left, right = tone(1.0, 44100, 300), tone(1.0, 44100, 300, level=0.1)
+    sf.write(tmp_path / "s.wav", np.stack([left, right], 1), 44100)
+    wave = read_audio(tmp_path / "s.wav", 16000)
+    assert wave.shape == (16000,)
+    expected = torch.from_numpy(tone(1.0, 16000, 300, level=0.3))
+    assert torch.allclose(wave[100:-100], expected[100:-100], atol=0.02)  # the mean of the channels, at 16 kHz
+
+
+def test_bad_files(tmp_path):
+    (tmp_path / "empty.wav").write_bytes(b"")
+    (tmp_path / "text.wav").write_text("RIFF? no, just text")
+    sf.write(tmp_path / "zero.wav", np.zeros(0, np.float32), 8000)
+    sf.write(tmp_path / "whole.wav", tone(1.0, 8000), 8000, subtype="PCM_16")
+    data = (tmp_path / "whole.wav").read_bytes()
+    (tmp_path / "cut.wav").write_bytes(data[: len(data) // 2])
+    (tmp_path / "folder.wav").mkdir()
+    cases = {"empty.wav": "empty file", "text.wav": "not an audio file", "zero.wav": "zero-length",
+             "cut.wav": "truncated", "folder.wav": "is a directory", "missing.wav": "no such file"}
+    for name, reason in cases.items():
+        with pytest.raises(InputError, match=reason):
+            read_audio(tmp_path / name, 8000)
+
+
+def test_trim_silence(tmp_path):
+    rate = 8000
+    wave = torch.from_numpy(np.concatenate([np.zeros(rate), tone(0.5, rate), np.zeros(rate // 2)]).astype(np.float32))
+    trimmed, cut = trim_silence(wave, rate)
+    assert 0.9 <= cut <= 1.0 and 0.5 <= len(trimmed) / rate <= 0.7
+    silent, _ = trim_silence(torch.zeros(rate) + 1e-5 * torch.randn(rate), rate)
+    assert len(silent) == 0
+
+
+def test_segments_are_bounded_and_cut_in_quiet_places(tmp_path):
+    rate = 8000
+    bursts = [np.concatenate([tone(0.4, rate, 300 + 50 * i), np.zeros(int(0.9 * rate), np.float32)]) for i in range(60)]
+    signal = np.concatenate(bursts)  # about 78 s of words and pauses
+    sf.write(tmp_path / "long.wav", signal, rate)
+    pieces = list(segments(audio_blocks(tmp_path / "long.wav", rate, block_seconds=5.0), rate))
+    assert len(pieces) > 10 and max(len(p) for p, _ in pieces) <= 7 * rate  # never much more than a block
+    assert torch.allclose(torch.cat([p for p, _ in pieces]), torch.from_numpy(signal), atol=1e-4)  # nothing lost
+    for piece, offset in pieces[1:]:
+        at = int(round(offset * rate))
+        assert np.abs(signal[max(0, at - 40) : at + 40]).max() < 1e-3  # every cut falls in a pause
+
+
+def test_greedy_ctc_decode_and_wer():
+    blank, a, b = 0, 1, 2
+    frames = [blank, a, a, blank, a, b, b, blank]
+    probs = torch.full((len(frames), 3), 0.05)
+    for t, tok in enumerate(frames):
+        probs[t, tok] = 0.9
+    words = greedy_decode(probs.log())
+    assert [w.token for w in words] == [a, a, b]
+    assert [(w.start_frame, w.end_frame) for w in words] == [(1, 3), (4, 5), (5, 7)]
+    assert all(abs(w.confidence - 0.9) < 1e-6 for w in words)
+    assert edit_distance([1, 2, 3], [1, 3]) == 1 and edit_distance([], [4, 4]) == 2
+    assert word_error_rate([[1, 2, 3, 4]], [[1, 2, 5, 4, 6]]) == 0.5
+
+
+def test_join_words_is_reproducible():
+    words = [torch.ones(800), torch.ones(400)]
+    a = join_words(words, 8000, generator=torch.Generator().manual_seed(5))
+    b = join_words(words, 8000, generator=torch.Generator().manual_seed(5))
+    assert torch.equal(a, b) and len(a) >= 1200 + 0.05 * 8000
