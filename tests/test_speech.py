@@ -48,7 +48,7 @@ def test_speechcommands_split_by_speaker(data_dir):
 
 def test_speechcommands_uses_its_own_lists(tmp_path, data_dir):
     (tmp_path / "SpeechCommands").mkdir()
-    (tmp_path / "SpeechCommands" / "speech_commands_v0.01").symlink_to(data_dir / "SpeechCommands" / "speech_commands_v0.01")
+    (tmp_path / "SpeechCommands" / "speech_commands_v0.01").symlink_to((data_dir / "SpeechCommands" / "speech_commands_v0.01").resolve())
     splits = load_speechcommands(tmp_path)
     assert (len(splits.train), len(splits.val), len(splits.test)) == (205, 44, 51) and len(splits.vocab) == 30
 

@@ -157,6 +157,20 @@ def pad_batch(waves: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     return out, lengths
 
 
+def _quietest_point(db: torch.Tensor) -> int:
+    """The middle of the longest run of frames within 1 dB of the quietest: mid-pause, not against a word's edge."""
+    quiet = (db <= db.min() + 1.0).tolist() + [False]
+    best_len, best_mid, start = 0, int(torch.argmin(db)), None
+    for i, q in enumerate(quiet):
+        if q and start is None:
+            start = i
+        elif not q and start is not None:
+            if i - start > best_len:
+                best_len, best_mid = i - start, (start + i) // 2
+            start = None
+    return best_mid
+
+
 def segments(blocks: Iterator[torch.Tensor], sample_rate: int, tail_s: float = 2.0) -> Iterator[tuple[torch.Tensor, float]]:
     """Re-cut a stream of blocks at the quietest 10 ms within the last `tail_s` of each, so that no word is split
     across segments -> (segment, start time in seconds). Memory stays bounded by two blocks."""
@@ -171,7 +185,7 @@ def segments(blocks: Iterator[torch.Tensor], sample_rate: int, tail_s: float = 2
             return
         tail = min(len(buffer), int(tail_s * sample_rate))
         db = frame_db(buffer[len(buffer) - tail :], sample_rate, frame_s=0.01, hop_s=0.01)
-        cut = len(buffer) - tail + int(torch.argmin(db)) * max(1, int(0.01 * sample_rate))
+        cut = len(buffer) - tail + _quietest_point(db) * max(1, int(0.01 * sample_rate))
         yield buffer[:cut], offset
         offset += cut / sample_rate
         carry, pending = buffer[cut:], following
