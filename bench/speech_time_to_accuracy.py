@@ -12,9 +12,6 @@ its accuracy the test figure that call reports (the CTC model is also a connecte
 
 from __future__ import annotations
 
-import argparse
-import os
-import statistics
 import sys
 import tempfile
 import time
@@ -23,6 +20,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from _common import alternate, parse_args, report
 
 
 class FsddClips(torch.utils.data.Dataset):
@@ -96,32 +94,10 @@ def digitkit_run(data_dir: Path, target: float, seed: int) -> tuple[float, float
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--target", type=float, default=0.97)
-    parser.add_argument("--max-epochs", type=int, default=40, help="give the baseline up to this many epochs")
-    parser.add_argument("--data-dir", type=Path, default=Path(os.environ.get("DIGITKIT_DATA", "../shared/datasets")))
-    args = parser.parse_args()
-
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} cores; target {args.target:.3f}")
-    rows = []
-    for r in range(1, args.rounds + 1):
-        for name, run in (("baseline", lambda: baseline_run(args.data_dir, args.target, args.max_epochs, r)),
-                          ("digitkit", lambda: digitkit_run(args.data_dir, args.target, r))):
-            rows.append((r, name, *run()))
-    print(f"{'round':>5}  {'recipe':<9} {'seconds':>8} {'reached':>8} {'best test acc':>14} {'epochs':>7}")
-    for r, name, seconds, accuracy, epochs, reached in rows:
-        print(f"{r:>5}  {name:<9} {seconds:>8.1f} {'yes' if reached else 'NO':>8} {accuracy:>14.4f} {epochs:>7}")
-    med = {n: (statistics.median(x[2] for x in rows if x[1] == n), all(x[5] for x in rows if x[1] == n)) for n in ("baseline", "digitkit")}
-    (base, base_ok), (ours, ours_ok) = med["baseline"], med["digitkit"]
-    print(f"median seconds: baseline {base:.1f} ({'reached' if base_ok else 'NOT reached'}), "
-          f"digitkit {ours:.1f} ({'reached' if ours_ok else 'NOT reached'})")
-    if ours_ok and base_ok:
-        print(f"ratio: digitkit reaches {args.target:.0%} in {ours / base:.3f}x the baseline's time ({base / ours:.1f}x faster)")
-    elif ours_ok:
-        print(f"ratio: the baseline did not reach {args.target:.0%} in {args.max_epochs} epochs; digitkit took {ours / base:.3f}x that time")
-    else:
-        print("ratio: undefined: digitkit did not reach the target in every round")
+    args = parse_args(__doc__, 0.97, 40, "baseline")
+    rows = alternate(args.rounds, ("baseline", lambda r: baseline_run(args.data_dir, args.target, args.max_epochs, r)),
+                     ("digitkit", lambda r: digitkit_run(args.data_dir, args.target, r)))
+    report(rows, "baseline", "digitkit", args.target, args.max_epochs)
 
 
 if __name__ == "__main__":

@@ -14,10 +14,7 @@ call (reading the data, two epochs, the final test pass), and the accuracy is th
 
 from __future__ import annotations
 
-import argparse
-import os
 import shutil
-import statistics
 import sys
 import tempfile
 import time
@@ -26,6 +23,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from _common import alternate, parse_args, report
 
 
 class ReferenceNet(nn.Module):
@@ -97,39 +95,10 @@ def digitkit_run(data_dir: Path, target: float, seed: int) -> tuple[float, float
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--target", type=float, default=0.99)
-    parser.add_argument("--max-epochs", type=int, default=6, help="give the reference up to this many epochs")
-    parser.add_argument("--data-dir", type=Path, default=Path(os.environ.get("DIGITKIT_DATA", "../shared/datasets")))
-    args = parser.parse_args()
-
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} cores; target {args.target:.3f}")
-    rows = []
-    for r in range(1, args.rounds + 1):
-        for name, run in (("reference", lambda: reference_run(args.data_dir, args.target, args.max_epochs, r)),
-                          ("digitkit fast", lambda: digitkit_run(args.data_dir, args.target, r))):
-            seconds, accuracy, epochs, reached = run()
-            rows.append((r, name, seconds, accuracy, epochs, reached))
-
-    print(f"{'round':>5}  {'recipe':<14} {'seconds':>8} {'reached':>8} {'best test acc':>14} {'epochs':>7}")
-    for r, name, seconds, accuracy, epochs, reached in rows:
-        print(f"{r:>5}  {name:<14} {seconds:>8.1f} {'yes' if reached else 'NO':>8} {accuracy:>14.4f} {epochs:>7}")
-    summary = {}
-    for name in ("reference", "digitkit fast"):
-        mine = [row for row in rows if row[1] == name]
-        summary[name] = (statistics.median(row[2] for row in mine), all(row[5] for row in mine))
-    (ref, ref_ok), (ours, ours_ok) = summary["reference"], summary["digitkit fast"]
-    def said(seconds, ok):
-        return f"{seconds:.1f} s" if ok else f"not reached in {seconds:.1f} s"
-    print(f"median time to {args.target:.1%}: reference {said(ref, ref_ok)}, digitkit fast {said(ours, ours_ok)}")
-    if not ours_ok:
-        print("ratio: undefined: digitkit fast did not reach the target in every round")
-    elif ref_ok:
-        print(f"ratio: digitkit reaches {args.target:.1%} in {ours / ref:.3f}x the reference's time ({ref / ours:.1f}x faster)")
-    else:
-        print(f"ratio: the reference did not reach {args.target:.1%} within {args.max_epochs} epochs in every round; "
-              f"digitkit took at most {ours / ref:.3f}x that time (at least {ref / ours:.1f}x faster)")
+    args = parse_args(__doc__, 0.99, 6, "reference")
+    rows = alternate(args.rounds, ("reference", lambda r: reference_run(args.data_dir, args.target, args.max_epochs, r)),
+                     ("digitkit fast", lambda r: digitkit_run(args.data_dir, args.target, r)))
+    report(rows, "reference", "digitkit fast", args.target, args.max_epochs)
 
 
 if __name__ == "__main__":
