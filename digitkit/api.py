@@ -85,6 +85,18 @@ def _check_config(cfg: TrainConfig) -> None:
         raise DigitkitError("; ".join(problems))
 
 
+def _check_writable(out: Path) -> None:
+    """Refuse an output path that cannot be written before spending minutes on training."""
+    if out.is_dir():
+        raise CheckpointError(f"cannot write checkpoint {out}: it is a directory")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CheckpointError(f"cannot write checkpoint {out}: {exc.strerror or exc}") from None
+    if not os.access(out.parent, os.W_OK):
+        raise CheckpointError(f"cannot write checkpoint {out}: {out.parent} is not writable")
+
+
 def train(
     dataset: str = "mnist",
     *,
@@ -136,6 +148,7 @@ def train(
         cfg = _resolve_config(dataset, options)
         out = Path(out) if out is not None else Path("runs") / f"{cfg.dataset}-{cfg.model}.safetensors"
 
+    _check_writable(out)
     dev = pick_device(device)
     torch.manual_seed(cfg.seed)
     folder = resolve_data_dir(data_dir)
@@ -144,7 +157,10 @@ def train(
     else:
         prep = prepare_image(cfg, folder, dev, allow_download, reporter)
     model_cfg = prep.model_config
-    model = build_model(cfg.model, model_cfg).to(dev)
+    try:
+        model = build_model(cfg.model, model_cfg).to(dev)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise DigitkitError(f"bad model options {cfg.model_options}: {exc}") from None
     if prep.channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(model, cfg)

@@ -93,8 +93,11 @@ def save(path: str | os.PathLike, ckpt: Checkpoint) -> Path:
         value = getattr(ckpt, key)
         if value is not None:
             meta[key] = json.dumps(value)
-    with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata=meta)
+    try:
+        with atomic_path(path) as tmp:
+            save_file(tensors, str(tmp), metadata=meta)
+    except OSError as exc:
+        raise CheckpointError(f"cannot write checkpoint {path}: {exc.strerror or exc}") from None
     return path
 
 

@@ -41,8 +41,8 @@ def test_failed_write_keeps_previous_file(tmp_path, monkeypatch):
     before = path.read_bytes()
     import safetensors.torch
 
-    monkeypatch.setattr(safetensors.torch, "save_file", lambda *a, **k: (_ for _ in ()).throw(OSError("disk full")))
-    with pytest.raises(OSError):
+    monkeypatch.setattr(safetensors.torch, "save_file", lambda *a, **k: (_ for _ in ()).throw(OSError(28, "No space left on device")))
+    with pytest.raises(CheckpointError, match="cannot write checkpoint .*No space left"):
         ckpt_io.save(path, ckpt)
     assert path.read_bytes() == before and not list(tmp_path.glob("*.part"))
 

@@ -46,3 +46,10 @@ def test_bad_option_values():
 def test_missing_checkpoint():
     assert_one_line_error(run_cli("evaluate", "nope.safetensors"), 2, "no such checkpoint file")
     assert_one_line_error(run_cli("predict", "--model", "nope.safetensors", "x.png"), 2, "no such checkpoint file")
+
+
+def test_unwritable_output_and_bad_model_sizes(tmp_path):
+    (tmp_path / "taken").mkdir()
+    assert_one_line_error(run_cli("train", "mnist", "--limit", "100", "--epochs", "1", "--out", str(tmp_path / "taken")),
+                          2, "cannot write checkpoint")
+    assert_one_line_error(run_cli("train", "mnist", "--limit", "100", "-o", "filters=abc"), 2, "bad model options")
