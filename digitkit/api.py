@@ -337,6 +337,7 @@ def _evaluate_speech(ckpt: Any, path: Path, model: Any, folder: Path, dev: Any, 
     import torch
 
     from digitkit.data.audio import LogMel
+    from digitkit.data.sequences import frame_utterance
     from digitkit.metrics import confusion_matrix, per_class
     from digitkit.training.config import TrainConfig
     from digitkit.training.prepare import load_speech_splits, load_waves, sequence_test_set
@@ -351,7 +352,8 @@ def _evaluate_speech(ckpt: Any, path: Path, model: Any, folder: Path, dev: Any, 
     reporter.info(f"evaluating {path} on {len(kept):,} {spec.title} test recordings" + (f" ({splits.note})" if splits.note else ""))
     tokens = [ckpt.classes.index(u.word) + 1 for u in kept]
     features = LogMel(sr, int(ckpt.input["n_mels"]))
-    loss, accuracy, _, hyps = score_clips(model, features, waves, [[t] for t in tokens], dev)
+    framed = [frame_utterance(w, sr) for w in waves]
+    loss, accuracy, _, hyps = score_clips(model, features, framed, [[t] for t in tokens], dev)
     n = len(ckpt.classes)
     predicted = torch.tensor([h[0] - 1 if len(h) == 1 else n for h in hyps], dtype=torch.long)
     conf = confusion_matrix(torch.tensor(tokens) - 1, predicted, n + 1)

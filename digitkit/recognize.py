@@ -45,15 +45,17 @@ class Recognizer:
     def words(self, wave: torch.Tensor, offset: float = 0.0) -> list[dict[str, Any]]:
         from digitkit.ctc import greedy_decode
         from digitkit.data.audio import trim_silence
+        from digitkit.data.sequences import FRAME_EDGE_S, frame_utterance
 
         speech, cut = trim_silence(wave, self.sample_rate)
         if len(speech) == 0:
             return []
+        speech = frame_utterance(speech, self.sample_rate)
         feats, frames = self.features(speech[None], torch.tensor([len(speech)]))
         log_probs, lengths = self.net(feats.to(self.device), frames.to(self.device))
-        start = offset + cut
+        start = offset + cut - FRAME_EDGE_S
         return [
-            {"word": self.vocab[w.token - 1], "start": round(start + w.start_frame * self.frame_seconds, 3),
+            {"word": self.vocab[w.token - 1], "start": round(max(0.0, start + w.start_frame * self.frame_seconds), 3),
              "end": round(start + w.end_frame * self.frame_seconds, 3), "confidence": w.confidence}
             for w in greedy_decode(log_probs[0].float().cpu(), int(lengths[0]))
         ]

@@ -49,6 +49,9 @@ class ImageTask:
     def steps_per_epoch(self, batch_size: int) -> int:
         return (len(self.train_x) + batch_size - 1) // batch_size
 
+    def set_epoch(self, epoch: int, epochs: int) -> None:
+        pass
+
     def train_batches(self, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor, int]]:
         order = torch.randperm(len(self.train_x))
         for start in range(0, len(order), batch_size):

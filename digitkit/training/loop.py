@@ -23,6 +23,10 @@ class Task(Protocol):
 
     def steps_per_epoch(self, batch_size: int) -> int: ...
 
+    def set_epoch(self, epoch: int, epochs: int) -> None:
+        """Told before each epoch, for tasks whose objective changes over the run."""
+        ...
+
     def train_batches(self, batch_size: int) -> Iterator[tuple[Any, Any, int]]:
         """(inputs, targets, n) per batch, shuffled with torch's global RNG (reseeded every epoch)."""
         ...
@@ -113,6 +117,7 @@ def fit(
         torch.manual_seed(cfg.seed * 100_003 + epoch)
         lr = optimizer.param_groups[0]["lr"]
         t0 = time.perf_counter()
+        task.set_epoch(epoch, cfg.epochs)
         reporter.epoch_started(epoch, cfg.epochs, steps)
         per_batch = scheduler if cfg.schedule == "onecycle" else None
         train_loss, train_acc = train_one_epoch(model, optimizer, task, cfg, reporter.batch_done, per_batch)

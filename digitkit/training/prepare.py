@@ -132,6 +132,7 @@ def sequence_test_set(waves: list[torch.Tensor], tokens: list[int], sample_rate:
 
 
 def prepare_speech(cfg: TrainConfig, folder: Path, device: torch.device, reporter: Any) -> Prepared:
+    from digitkit.data.sequences import frame_utterance
     from digitkit.training.speech_task import SpeechTask
 
     spec, splits = load_speech_splits(cfg.dataset, folder, cfg.val_split, cfg.seed, cfg.holdout_speaker, cfg.words)
@@ -152,7 +153,7 @@ def prepare_speech(cfg: TrainConfig, folder: Path, device: torch.device, reporte
     def test(model: torch.nn.Module) -> dict[str, Any]:
         waves, kept = load_waves(splits.test, sr, reporter)
         tokens = [token[u.word] for u in kept]
-        loss, accuracy, _, _ = task.score(model, waves, [[t] for t in tokens])
+        loss, accuracy, _, _ = task.score(model, [frame_utterance(w, sr) for w in waves], [[t] for t in tokens])
         clips, targets = sequence_test_set(waves, tokens, sr)
         _, seq_accuracy, wer, _ = task.score(model, clips, targets, batch_size=32)
         return {"test_accuracy": accuracy, "test_loss": loss, "test_samples": len(kept), "test_sequence_wer": wer,

@@ -12,7 +12,10 @@ import torch.nn.functional as F
 
 from digitkit.ctc import batch_greedy, word_error_rate
 from digitkit.data.audio import LogMel, pad_batch
-from digitkit.data.sequences import join_words, sample_lengths
+from digitkit.data.sequences import frame_utterance, join_words, sample_lengths
+
+
+ALIGNED_FRACTION = 0.4  # share of the epochs trained on the known alignment before CTC takes over
 
 
 def spec_augment(feats: torch.Tensor, lengths: torch.Tensor, freq_masks: int = 2, freq_width: int = 6,
@@ -60,12 +63,14 @@ class SpeechTask:
                  val_tokens: list[int], sample_rate: int, n_mels: int, device: torch.device, augment: bool = True,
                  max_words: int = 7, p_single: float = 0.3):
         self.train_waves, self.train_tokens = train_waves, train_tokens
-        self.val_waves, self.val_tokens = val_waves, val_tokens
+        self.val_waves = [frame_utterance(w, sample_rate) for w in val_waves]
+        self.val_tokens = val_tokens
         self.sample_rate, self.device, self.augment = sample_rate, device, augment
         self.features = LogMel(sample_rate, n_mels)
         self.max_words, self.p_single = max_words, p_single
         mean_words = p_single + (1 - p_single) * (2 + max_words) / 2
         self.sequences = max(1, math.ceil(len(train_waves) / mean_words))  # each recording about once per epoch
+        self.aligned_phase = True
 
     def steps_per_epoch(self, batch_size: int) -> int:
         return (self.sequences + batch_size - 1) // batch_size
@@ -101,17 +106,24 @@ class SpeechTask:
                 labels[i, start // step : min(frames, -(-end // step))] = token
         return labels
 
+    def set_epoch(self, epoch: int, epochs: int) -> None:
+        self.aligned_phase = epoch <= round(ALIGNED_FRACTION * epochs)
+
     def loss(self, model, inputs, targets, label_smoothing):
-        """CTC over the word tokens, plus cross-entropy on the known alignment (itself one of CTC's paths),
-        which gets the recurrent network past CTC's long all-blank start in a fraction of the steps."""
+        """First cross-entropy on the known alignment of the joined sequences (each word's token over its frames,
+        blank elsewhere): it teaches the acoustics in a fraction of the steps CTC needs to find alignments on its
+        own. Then CTC alone, which sharpens that into CTC's usual one-spike-per-word output. Summing the two does
+        not work: CTC pulls towards spikes, the frame loss towards dense runs, and the model stalls on blanks."""
         feats, frames = inputs
         tokens, spans = targets
         log_probs, out_lengths = model(feats, frames)
-        stride = -(-feats.shape[1] // log_probs.shape[1])
-        labels = self.frame_labels(spans, tokens, log_probs.shape[1], stride).to(log_probs.device)
-        valid = torch.arange(log_probs.shape[1], device=log_probs.device)[None, :] < out_lengths[:, None]
-        aligned = F.nll_loss(log_probs[valid], labels[valid], reduction="mean")
-        loss = ctc_loss(log_probs, out_lengths, tokens) + aligned
+        if self.aligned_phase:
+            stride = -(-feats.shape[1] // log_probs.shape[1])
+            labels = self.frame_labels(spans, tokens, log_probs.shape[1], stride).to(log_probs.device)
+            valid = torch.arange(log_probs.shape[1], device=log_probs.device)[None, :] < out_lengths[:, None]
+            loss = F.nll_loss(log_probs[valid], labels[valid], reduction="mean")
+        else:
+            loss = ctc_loss(log_probs, out_lengths, tokens)
         hyps = batch_greedy(log_probs.detach(), out_lengths)
         return loss, sum(h == t for h, t in zip(hyps, tokens))
 
