@@ -337,33 +337,26 @@ def _evaluate_speech(ckpt: Any, path: Path, model: Any, folder: Path, dev: Any, 
     import torch
 
     from digitkit.data.audio import LogMel
-    from digitkit.data.sequences import frame_utterance
     from digitkit.metrics import confusion_matrix, per_class
     from digitkit.training.config import TrainConfig
-    from digitkit.training.prepare import load_speech_splits, load_waves, sequence_test_set
-    from digitkit.training.speech_task import score_clips
+    from digitkit.training.prepare import load_speech_splits, score_speech_test
 
     cfg = TrainConfig.from_dict(ckpt.train_config)
     spec, splits = load_speech_splits(ckpt.dataset, folder, cfg.val_split, cfg.seed, cfg.holdout_speaker, cfg.words)
     if splits.vocab != ckpt.classes:
         raise DataError(f"the words in {splits.source} ({', '.join(splits.vocab)}) differ from the model's ({', '.join(ckpt.classes)})")
     sr = int(ckpt.input["sample_rate"])
-    waves, kept = load_waves(splits.test, sr, reporter)
-    reporter.info(f"evaluating {path} on {len(kept):,} {spec.title} test recordings" + (f" ({splits.note})" if splits.note else ""))
-    tokens = [ckpt.classes.index(u.word) + 1 for u in kept]
-    features = LogMel(sr, int(ckpt.input["n_mels"]))
-    framed = [frame_utterance(w, sr) for w in waves]
-    loss, accuracy, _, hyps = score_clips(model, features, framed, [[t] for t in tokens], dev)
+    reporter.info(f"evaluating {path} on the {spec.title} test recordings" + (f" ({splits.note})" if splits.note else ""))
+    score = score_speech_test(model, splits.test, list(ckpt.classes), sr, LogMel(sr, int(ckpt.input["n_mels"])), dev, reporter)
     n = len(ckpt.classes)
-    predicted = torch.tensor([h[0] - 1 if len(h) == 1 else n for h in hyps], dtype=torch.long)
-    conf = confusion_matrix(torch.tensor(tokens) - 1, predicted, n + 1)
-    clips, targets = sequence_test_set(waves, tokens, sr)
-    _, _, wer, _ = score_clips(model, features, clips, targets, dev, batch_size=32)
+    predicted = torch.tensor([h[0] - 1 if len(h) == 1 else n for h in score.hyps], dtype=torch.long)
+    conf = confusion_matrix(torch.tensor(score.tokens) - 1, predicted, n + 1)
     classes = list(ckpt.classes) + [OTHER]
     return EvalResult(
-        checkpoint=str(path), dataset=spec.name, samples=len(kept), accuracy=accuracy, loss=loss, classes=classes,
-        per_class=[row for row in per_class(conf, classes) if row["class"] != OTHER], confusion=conf.tolist(),
-        history=ckpt.history, note=splits.note, sequence_wer=wer, sequences=len(clips),
+        checkpoint=str(path), dataset=spec.name, samples=len(score.tokens), accuracy=score.accuracy, loss=score.loss,
+        classes=classes, per_class=[row for row in per_class(conf, classes) if row["class"] != OTHER],
+        confusion=conf.tolist(), history=ckpt.history, note=splits.note, sequence_wer=score.sequence_wer,
+        sequences=score.sequences,
     )
 
 

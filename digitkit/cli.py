@@ -200,6 +200,35 @@ def _expand_stdin(files: list[str]) -> Any:
             yield item
 
 
+def _stream(results: Callable[[], Any], line: Callable[[Any], str]) -> None:
+    """Print one line per input as results arrive; a failed input gets one error line on stderr and the rest
+    go on; exit 1 if any failed. A closed pipe (`... | head -1`) ends quietly."""
+
+    def task() -> int:
+        from digitkit.api import Failure
+
+        failed = 0
+        for item in results():
+            sys.stdout.flush()  # keep stdout and stderr lines in input order
+            if isinstance(item, Failure):
+                failed += 1
+                sys.stderr.write(f"digitkit: error: {item.error}\n")
+                continue
+            if getattr(item, "warning", ""):
+                sys.stderr.write(f"digitkit: warning: {item.path}: {item.warning}\n")
+            sys.stdout.write(line(item) + "\n")
+        sys.stdout.flush()
+        return failed
+
+    try:
+        failed = _run(task)
+    except BrokenPipeError:
+        sys.stderr.close()
+        raise typer.Exit(0)
+    if failed:
+        raise typer.Exit(1)
+
+
 @app.command()
 def predict(
     files: list[str] = typer.Argument(..., help="Image files; - reads paths from stdin, one per line."),
@@ -211,31 +240,17 @@ def predict(
 ) -> None:
     """Classify images: one line per file, PATH<TAB>LABEL<TAB>CONFIDENCE (more label/confidence pairs with --top-k)."""
 
-    def task() -> int:
+    def results():
         from digitkit import api
 
-        failed = 0
-        for item in api.predict(_expand_stdin(files), model=model, top_k=top_k, batch_size=batch_size, device=device.value):
-            if isinstance(item, api.Failure):
-                failed += 1
-                sys.stdout.flush()
-                sys.stderr.write(f"digitkit: error: {item.error}\n")
-                continue
-            if as_json:
-                line = json.dumps(item.to_dict())
-            else:
-                line = "\t".join([item.path] + [f"{label}\t{conf:.4f}" for label, conf in item.top])
-            sys.stdout.write(line + "\n")
-        sys.stdout.flush()
-        return failed
+        return api.predict(_expand_stdin(files), model=model, top_k=top_k, batch_size=batch_size, device=device.value)
 
-    try:
-        failed = _run(task)
-    except BrokenPipeError:  # e.g. `digitkit predict - | head -1`
-        sys.stderr.close()
-        raise typer.Exit(0)
-    if failed:
-        raise typer.Exit(1)
+    def line(item) -> str:
+        if as_json:
+            return json.dumps(item.to_dict())
+        return "\t".join([item.path] + [f"{label}\t{conf:.4f}" for label, conf in item.top])
+
+    _stream(results, line)
 
 
 @app.command()
@@ -248,31 +263,15 @@ def transcribe(
 ) -> None:
     """Speech to text: one line per file, PATH<TAB>TRANSCRIPT<TAB>CONFIDENCE."""
 
-    def task() -> int:
+    def results():
         from digitkit import api
 
-        failed = 0
-        for item in api.transcribe(_expand_stdin(files), model=model, device=device.value, segment_seconds=segment_seconds):
-            if isinstance(item, api.Failure):
-                failed += 1
-                sys.stdout.flush()
-                sys.stderr.write(f"digitkit: error: {item.error}\n")
-                continue
-            if item.warning:
-                sys.stdout.flush()
-                sys.stderr.write(f"digitkit: warning: {item.path}: {item.warning}\n")
-            line = json.dumps(item.to_dict()) if as_json else f"{item.path}\t{item.transcript}\t{item.confidence:.4f}"
-            sys.stdout.write(line + "\n")
-            sys.stdout.flush()
-        return failed
+        return api.transcribe(_expand_stdin(files), model=model, device=device.value, segment_seconds=segment_seconds)
 
-    try:
-        failed = _run(task)
-    except BrokenPipeError:
-        sys.stderr.close()
-        raise typer.Exit(0)
-    if failed:
-        raise typer.Exit(1)
+    def line(item) -> str:
+        return json.dumps(item.to_dict()) if as_json else f"{item.path}\t{item.transcript}\t{item.confidence:.4f}"
+
+    _stream(results, line)
 
 
 def main() -> None:

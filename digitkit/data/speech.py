@@ -59,12 +59,17 @@ SPEECH_DATASETS = {
 _FSDD_NAME = re.compile(r"^(\d)_([A-Za-z]+)_(\d+)\.wav$")
 
 
+def _key(name: str) -> str:
+    """"Speech-Commands", "speech_commands" and "speechcommands" all name the same dataset."""
+    return name.lower().replace("-", "").replace("_", "")
+
+
 def is_speech(name: str) -> bool:
-    return name.lower().replace("-", "").replace("_", "") in SPEECH_DATASETS
+    return _key(name) in SPEECH_DATASETS
 
 
 def get_speech_dataset(name: str) -> SpeechDataset:
-    return SPEECH_DATASETS[name.lower().replace("-", "").replace("_", "")]
+    return SPEECH_DATASETS[_key(name)]
 
 
 def _missing(spec: SpeechDataset, folder: Path) -> DataError:

@@ -131,8 +131,33 @@ def sequence_test_set(waves: list[torch.Tensor], tokens: list[int], sample_rate:
     return clips, targets
 
 
-def prepare_speech(cfg: TrainConfig, folder: Path, device: torch.device, reporter: Any) -> Prepared:
+@dataclass
+class SpeechTestScore:
+    loss: float
+    accuracy: float  # single words, each framed like a training sequence
+    tokens: list[int]
+    hyps: list[list[int]]
+    sequence_wer: float  # connected 3-7-word strings joined from the same recordings
+    sequence_accuracy: float
+    sequences: int
+
+
+def score_speech_test(model: torch.nn.Module, utterances: list, vocab: list[str], sample_rate: int, features: Any,
+                      device: torch.device, reporter: Any) -> SpeechTestScore:
+    """The test figures of a speech model, the same for the end of training and for `evaluate`."""
     from digitkit.data.sequences import frame_utterance
+    from digitkit.training.speech_task import score_clips
+
+    waves, kept = load_waves(utterances, sample_rate, reporter)
+    tokens = [vocab.index(u.word) + 1 for u in kept]
+    framed = [frame_utterance(w, sample_rate) for w in waves]
+    loss, accuracy, _, hyps = score_clips(model, features, framed, [[t] for t in tokens], device)
+    clips, targets = sequence_test_set(waves, tokens, sample_rate)
+    _, seq_accuracy, wer, _ = score_clips(model, features, clips, targets, device, batch_size=32)
+    return SpeechTestScore(loss, accuracy, tokens, hyps, wer, seq_accuracy, len(clips))
+
+
+def prepare_speech(cfg: TrainConfig, folder: Path, device: torch.device, reporter: Any) -> Prepared:
     from digitkit.training.speech_task import SpeechTask
 
     spec, splits = load_speech_splits(cfg.dataset, folder, cfg.val_split, cfg.seed, cfg.holdout_speaker, cfg.words)
@@ -151,13 +176,10 @@ def prepare_speech(cfg: TrainConfig, folder: Path, device: torch.device, reporte
                       sr, N_MELS, device, augment=cfg.augment, max_words=cfg.max_words)
 
     def test(model: torch.nn.Module) -> dict[str, Any]:
-        waves, kept = load_waves(splits.test, sr, reporter)
-        tokens = [token[u.word] for u in kept]
-        loss, accuracy, _, _ = task.score(model, [frame_utterance(w, sr) for w in waves], [[t] for t in tokens])
-        clips, targets = sequence_test_set(waves, tokens, sr)
-        _, seq_accuracy, wer, _ = task.score(model, clips, targets, batch_size=32)
-        return {"test_accuracy": accuracy, "test_loss": loss, "test_samples": len(kept), "test_sequence_wer": wer,
-                "test_sequence_accuracy": seq_accuracy, "test_sequences": len(clips)}
+        r = score_speech_test(model, splits.test, splits.vocab, sr, task.features, device, reporter)
+        return {"test_accuracy": r.accuracy, "test_loss": r.loss, "test_samples": len(r.tokens),
+                "test_sequence_wer": r.sequence_wer, "test_sequence_accuracy": r.sequence_accuracy,
+                "test_sequences": r.sequences}
 
     base = {"n_mels": N_MELS, "num_tokens": len(splits.vocab) + 1, "rnn": cfg.model}
     return Prepared(

@@ -127,13 +127,10 @@ class SpeechTask:
         hyps = batch_greedy(log_probs.detach(), out_lengths)
         return loss, sum(h == t for h, t in zip(hyps, tokens))
 
-    def score(self, model, waves: list[torch.Tensor], targets: list[list[int]], batch_size: int = 64):
-        return score_clips(model, self.features, waves, targets, self.device, batch_size)
-
     def validate(self, model) -> tuple[float, float] | None:
         if not self.val_waves:
             return None
-        loss, accuracy, _, _ = self.score(model, self.val_waves, [[t] for t in self.val_tokens])
+        loss, accuracy, _, _ = score_clips(model, self.features, self.val_waves, [[t] for t in self.val_tokens], self.device)
         return loss, accuracy
 
 
