@@ -6,12 +6,16 @@ The public functions live in :mod:`digitkit.api`; they are re-exported here lazi
 
 __version__ = "0.1.0"
 
-__all__ = ["train", "evaluate", "predict", "__version__"]
+__all__ = ["train", "evaluate", "predict", "transcribe", "tune", "__version__"]
 
 
 def __getattr__(name: str):
-    if name in ("train", "evaluate", "predict"):
+    if name in ("train", "evaluate", "predict", "transcribe"):
         from digitkit import api
 
         return getattr(api, name)
+    if name == "tune":
+        from digitkit.tuning import tune
+
+        return tune
     raise AttributeError(f"module 'digitkit' has no attribute {name!r}")

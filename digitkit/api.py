@@ -9,7 +9,7 @@ import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from digitkit.errors import CheckpointError, DataError, DigitkitError, InputError
 from digitkit.report import Reporter
@@ -30,6 +30,32 @@ class TrainResult:
     metrics: dict[str, Any]
     history: list[dict[str, Any]]
     stop_reason: str
+
+
+def resolve_config(dataset: str = "", *, resume: str | os.PathLike | None = None, **options: Any) -> TrainConfig:
+    """The effective training config: built-in defaults < preset < `options`; or, with `resume`, the checkpoint's
+    own config with the few changes a resumed run allows. This is what `--print-config` shows."""
+    if resume is not None:
+        from digitkit import checkpoint as ckpt_io
+
+        return _resumed_config(ckpt_io.load(resume), options)
+    return _resolve_config(dataset, options)
+
+
+def _resumed_config(previous: Any, options: dict[str, Any]) -> TrainConfig:
+    cfg = TrainConfig.from_dict(previous.train_config)
+    changed = {k for k, v in options.items() if v is not None and k in cfg.to_dict() and v != getattr(cfg, k)}
+    if changed - _RESUME_MAY_CHANGE:
+        raise DigitkitError(
+            f"cannot change {', '.join(sorted(changed - _RESUME_MAY_CHANGE))} when resuming; "
+            f"only {', '.join(sorted(_RESUME_MAY_CHANGE))} may differ from the checkpoint's run"
+        )
+    if "epochs" in changed and cfg.schedule == "onecycle":
+        raise DigitkitError("cannot change --epochs when resuming a onecycle run: its schedule spans the original epochs")
+    for key in changed:
+        setattr(cfg, key, options[key])
+    _check_config(cfg)
+    return cfg
 
 
 def _resolve_config(dataset: str, options: dict[str, Any]) -> TrainConfig:
@@ -106,24 +132,20 @@ def train(
     device: str = "auto",
     reporter: Reporter | None = None,
     allow_download: bool = True,
+    epoch_callback: Callable[[dict[str, Any]], None] | None = None,
+    test: bool = True,
     **options: Any,
 ) -> TrainResult:
     """Train a model on a dataset and write a checkpoint after every epoch (so Ctrl-C loses nothing).
 
     `options` are `TrainConfig` fields (epochs, batch_size, lr, model, preset, model_options, ...).
     With `resume`, the checkpoint's own config is used; only epochs, target_accuracy and patience may change.
+    `epoch_callback` sees each epoch's history row (and may raise to stop, as tuning's pruning does);
+    `test=False` skips the final test-set pass. Under torchrun every rank calls this; rank 0 writes and reports.
     """
-    import torch
-
     from digitkit import checkpoint as ckpt_io
-    from digitkit.data.paths import resolve_data_dir
-    from digitkit.data.speech import is_speech
     from digitkit.device import pick_device
-    from digitkit.models.registry import build_model, config_to_dict
-    from digitkit.training.callbacks import EarlyStopping
-    from digitkit.training.loop import LoopState, fit, make_optimizer, make_scheduler
-    from digitkit.training.prepare import prepare_image, prepare_speech
-    from digitkit.training.state import optimizer_from_tensors, optimizer_to_tensors
+    from digitkit.training import distributed
 
     reporter = reporter or Reporter()
     previous = None
@@ -131,25 +153,37 @@ def train(
         previous = ckpt_io.load(resume)
         if previous.train_state is None:
             raise CheckpointError(f"{resume}: holds no training state to resume from (it was saved for deployment only)")
-        cfg = TrainConfig.from_dict(previous.train_config)
-        changed = {k for k, v in options.items() if v is not None and k in cfg.to_dict() and v != getattr(cfg, k)}
-        if changed - _RESUME_MAY_CHANGE:
-            raise DigitkitError(
-                f"cannot change {', '.join(sorted(changed - _RESUME_MAY_CHANGE))} when resuming; "
-                f"only {', '.join(sorted(_RESUME_MAY_CHANGE))} may differ from the checkpoint's run"
-            )
-        if "epochs" in changed and cfg.schedule == "onecycle":
-            raise DigitkitError("cannot change --epochs when resuming a onecycle run: its schedule spans the original epochs")
-        for key in changed:
-            setattr(cfg, key, options[key])
-        _check_config(cfg)
+        cfg = _resumed_config(previous, options)
         out = Path(out) if out is not None else Path(resume)
     else:
         cfg = _resolve_config(dataset, options)
         out = Path(out) if out is not None else Path("runs") / f"{cfg.dataset}-{cfg.model}.safetensors"
 
-    _check_writable(out)
-    dev = pick_device(device)
+    dev = distributed.local_device(pick_device(device))
+    world = distributed.join(dev)
+    if not world.is_main:
+        reporter = Reporter()
+    try:
+        return _train(cfg, out, previous, resume, dev, world, data_dir, allow_download, reporter, epoch_callback, test)
+    finally:
+        distributed.leave(world)
+
+
+def _train(cfg: TrainConfig, out: Path, previous: Any, resume: Any, dev: Any, world: Any, data_dir: Any,
+           allow_download: bool, reporter: Reporter, epoch_callback: Any, test: bool) -> TrainResult:
+    import torch
+
+    from digitkit import checkpoint as ckpt_io
+    from digitkit.data.paths import resolve_data_dir
+    from digitkit.data.speech import is_speech
+    from digitkit.models.registry import build_model, config_to_dict
+    from digitkit.training.callbacks import EarlyStopping
+    from digitkit.training.loop import LoopState, fit, make_optimizer, make_scheduler
+    from digitkit.training.prepare import prepare_image, prepare_speech
+    from digitkit.training.state import optimizer_from_tensors, optimizer_to_tensors
+
+    if world.is_main:
+        _check_writable(out)
     torch.manual_seed(cfg.seed)
     folder = resolve_data_dir(data_dir)
     if is_speech(cfg.dataset):
@@ -183,8 +217,14 @@ def train(
             return TrainResult(Path(resume), previous.metrics, previous.history, ts.get("stop_reason", ""))
         reporter.info(f"resuming {resume} after epoch {state.epoch}")
     n_params = sum(p.numel() for p in model.parameters())
-    info = prep.data_info
-    reporter.info(f"model {cfg.model} ({n_params:,} parameters) on {dev}; {info['train']:,} train / {info['val']:,} val")
+    info = {**prep.data_info, "processes": world.size}
+    where = f"{dev}" + (f", {world.size} processes" if world.distributed else "")
+    reporter.info(f"model {cfg.model} ({n_params:,} parameters) on {where}; {info['train']:,} train / {info['val']:,} val")
+    trained = model
+    if world.distributed:
+        from torch.nn.parallel import DistributedDataParallel
+
+        trained = DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
 
     def snapshot(st: LoopState, status: str, metrics: dict[str, Any]) -> ckpt_io.Checkpoint:
         optim_tensors, optim_meta = optimizer_to_tensors(optimizer)
@@ -214,10 +254,13 @@ def train(
         )
 
     def on_epoch_end(st: LoopState) -> None:
-        ckpt_io.save(out, snapshot(st, "running", {"best_val_loss": early.state_dict()["best"]}))
+        if world.is_main:
+            ckpt_io.save(out, snapshot(st, "running", {"best_val_loss": early.state_dict()["best"]}))
+        if epoch_callback is not None:
+            epoch_callback(st.history[-1])
 
     try:
-        state = fit(model, optimizer, scheduler, early, prep.task, cfg, state, reporter, on_epoch_end)
+        state = fit(trained, optimizer, scheduler, early, prep.task, cfg, state, reporter, on_epoch_end, world)
     except KeyboardInterrupt:
         if state.epoch > 0 or previous is not None:
             raise TrainingInterrupted(
@@ -231,7 +274,7 @@ def train(
     model.eval()
     best = min(state.history, key=lambda r: (r["val_loss"] if r["val_loss"] is not None else r["train_loss"]))
     metrics = {
-        **prep.test(model),
+        **(prep.test(model) if test and world.is_main else {}),
         "val_accuracy": best["val_accuracy"],
         "val_loss": best["val_loss"],
         "best_epoch": best["epoch"],
@@ -239,7 +282,9 @@ def train(
         "train_seconds": sum(r["seconds"] for r in state.history),
         "dataset_note": info["note"],
     }
-    ckpt_io.save(out, snapshot(state, "complete", metrics))
+    if world.is_main:
+        ckpt_io.save(out, snapshot(state, "complete", metrics))
+    metrics = world.share(metrics)
     return TrainResult(out, metrics, state.history, state.stop_reason)
 
 

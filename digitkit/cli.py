@@ -7,6 +7,7 @@ Data goes to stdout, progress and errors to stderr. Exit codes: 0 ok, 1 some inp
 from __future__ import annotations
 
 import json
+import os
 import sys
 from enum import Enum
 from pathlib import Path
@@ -83,6 +84,33 @@ def _model_options(pairs: list[str]) -> dict[str, Any]:
     return options
 
 
+def _launch_torchrun(nproc: int) -> None:
+    """`--nproc N`: run this same command under torchrun with N local processes, and exit with its status."""
+    import os
+    import subprocess
+
+    if nproc < 1:
+        _fail("--nproc must be at least 1", 2)
+    if "LOCAL_RANK" in os.environ:
+        _fail("--nproc starts torchrun itself; under torchrun leave it out", 2)
+    args, skip = [], False
+    for arg in sys.argv[1:]:
+        if skip:
+            skip = False
+        elif arg == "--nproc":
+            skip = True
+        elif not arg.startswith("--nproc="):
+            args.append(arg)
+    if nproc == 1:
+        return
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}", "-m", "digitkit", *args]
+    try:
+        code = subprocess.call(command)
+    except KeyboardInterrupt:
+        code = 130
+    raise typer.Exit(code)
+
+
 def _print_json(obj: Any) -> None:
     sys.stdout.write(json.dumps(obj) + "\n")
     sys.stdout.flush()
@@ -118,34 +146,65 @@ def train(
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue a run from its checkpoint (optimizer, schedule and early-stopping state included)."),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Dataset folder. (default: $DIGITKIT_DATA, else the user cache dir)"),
     download: bool = typer.Option(True, "--download/--no-download", help="Fetch missing dataset files (checksummed)."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="TOML file of train options (keys as the long option names, [model_options] table); flags override it."),
+    config_from: Optional[Path] = typer.Option(None, "--config-from", help="Repeat the run a checkpoint was trained with (its stored config); flags override it."),
+    print_config: bool = typer.Option(False, "--print-config", help="Print the effective config as TOML on stdout and exit without training."),
+    nproc: Optional[int] = typer.Option(None, "--nproc", help="Train with N processes on this machine (launches torchrun; --batch-size stays the total batch)."),
     as_json: bool = typer.Option(False, "--json", help="Print the final metrics as JSON on stdout."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only warnings and errors on stderr."),
 ) -> None:
     """Train a model; writes a checkpoint after every epoch and prints its path (or --json metrics) on stdout."""
-    if dataset is None and resume is None:
-        _fail("give a DATASET (mnist, fashion-mnist, cifar10, fsdd, speechcommands) or --resume CHECKPOINT", 2)
+    if nproc is not None:
+        _launch_torchrun(nproc)
 
-    def task():
-        from digitkit import api
-        from digitkit.report import ConsoleReporter
+    def gather() -> tuple[str, dict[str, Any]]:
+        from digitkit.configfile import config_from_checkpoint, read_config
 
-        reporter = ConsoleReporter(quiet=quiet)
-        options = dict(
+        if config is not None and config_from is not None:
+            raise DigitkitError("give --config or --config-from, not both")
+        base = read_config(config) if config is not None else config_from_checkpoint(config_from) if config_from is not None else {}
+        flags = dict(
             model=model, preset=preset, epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer,
             weight_decay=weight_decay, val_split=val_split, patience=patience, schedule=schedule, lr_factor=lr_factor,
             lr_patience=lr_patience, min_lr=min_lr, label_smoothing=label_smoothing, grad_clip=grad_clip, augment=augment,
             target_accuracy=target_accuracy, seed=seed, limit=limit, holdout_speaker=holdout_speaker,
             words=[w.strip() for w in words.split(",") if w.strip()] if words else None,
         )
+        name = dataset or base.pop("dataset", None)
+        base.pop("dataset", None)
+        options = {**base, **{k: v for k, v in flags.items() if v is not None}}
         if model_option:
-            options["model_options"] = _model_options(model_option)
+            options["model_options"] = {**(base.get("model_options") or {}), **_model_options(model_option)}
+        if name is None and resume is None:
+            raise DigitkitError("give a DATASET (mnist, fashion-mnist, cifar10, fsdd, speechcommands), a --config that names one, or --resume CHECKPOINT")
+        return name or "", options
+
+    if print_config:
+        def show() -> str:
+            from digitkit import api
+            from digitkit.configfile import to_toml
+
+            name, options = gather()
+            return to_toml(api.resolve_config(name, resume=resume, **options))
+
+        typer.echo(_run(show), nl=False)
+        return
+
+    def task():
+        from digitkit import api
+        from digitkit.report import ConsoleReporter
+
+        name, options = gather()
+        reporter = ConsoleReporter(quiet=quiet)
         try:
-            return api.train(dataset or "", out=out, data_dir=data_dir, resume=resume, device=device.value,
+            return api.train(name, out=out, data_dir=data_dir, resume=resume, device=device.value,
                              reporter=reporter, allow_download=download, **options)
         finally:
             reporter.close()
 
     result = _run(task)
+    if os.environ.get("RANK", "0") != "0":  # one of several torchrun processes: rank 0 reports
+        return
     m = result.metrics
     if as_json:
         _print_json({"checkpoint": str(result.checkpoint), "stop_reason": result.stop_reason, **m})
@@ -272,6 +331,50 @@ def transcribe(
         return json.dumps(item.to_dict()) if as_json else f"{item.path}\t{item.transcript}\t{item.confidence:.4f}"
 
     _stream(results, line)
+
+
+@app.command()
+def tune(
+    dataset: str = typer.Argument(..., help="mnist, fashion-mnist, cifar10, fsdd or speechcommands."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Model family to search: cnn, resnet, lstm or gru. (default: cnn for images, lstm for speech)"),
+    trials: int = typer.Option(20, "--trials", "-n", help="Finished trials the study should hold, counting other processes' and earlier runs'."),
+    timeout: Optional[float] = typer.Option(None, "--timeout", help="Start no new trial after this many seconds."),
+    epochs: int = typer.Option(3, "--epochs", "-e", help="Epochs per trial."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Tune on the first N training samples only."),
+    seed: int = typer.Option(0, "--seed", help="Seeds every trial's training and the sampler of a new study."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Run directory: study.db, best.toml, trial checkpoints. (default: runs/tune-DATASET)"),
+    storage: Optional[str] = typer.Option(None, "--storage", help="Optuna storage URL, shared by every process of the study: sqlite:///study.db, postgresql://user@host/db, or journal:PATH. (default: sqlite in --out)"),
+    study_name: Optional[str] = typer.Option(None, "--study-name", help="(default: DATASET-MODEL)"),
+    sampler: str = typer.Option("tpe", "--sampler", help="tpe, random or grid."),
+    pruner: str = typer.Option("median", "--pruner", help="median, hyperband or none: stop trials whose val accuracy lags."),
+    space: Optional[Path] = typer.Option(None, "--space", help="TOML search space; its tables replace or add to the model's default space."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="TOML train options every trial starts from."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Write optimization-history.png and param-importances.png here."),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Dataset folder. (default: $DIGITKIT_DATA, else the user cache dir)"),
+    device: Device = typer.Option(Device.auto, "--device"),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object on stdout: best trial and all trials."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only warnings and errors on stderr."),
+) -> None:
+    """Search hyperparameters with Optuna (TPE, pruning); writes the best config as TOML for `train --config`."""
+
+    def task():
+        from digitkit.configfile import read_config
+        from digitkit.report import ConsoleReporter
+        from digitkit.tuning import tune as run_tune
+
+        base = read_config(config) if config is not None else {}
+        base.pop("dataset", None)
+        return run_tune(dataset, model=model, trials=trials, timeout=timeout, epochs=epochs, limit=limit, seed=seed,
+                        out=out, storage=storage, study_name=study_name, sampler=sampler, pruner=pruner, space=space,
+                        plot=plot, data_dir=data_dir, device=device.value, base=base, reporter=ConsoleReporter(quiet=quiet))
+
+    result = _run(task)
+    if as_json:
+        _print_json(result.to_dict())
+        return
+    from digitkit.report import print_trials
+
+    print_trials(result)
 
 
 def main() -> None:

@@ -37,8 +37,7 @@ class Recognizer:
         self.vocab = ckpt.classes
         self.sample_rate = int(ckpt.input["sample_rate"])
         self.features = LogMel(self.sample_rate, int(ckpt.input["n_mels"]))
-        stride = 2 if getattr(self.net.config, "conv_channels", 0) else 1
-        self.frame_seconds = self.features.hop * stride / self.sample_rate
+        self.frame_seconds = self.features.hop * self.net.frame_stride / self.sample_rate
         self.segment_seconds = segment_seconds
 
     @torch.inference_mode()

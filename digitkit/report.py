@@ -137,3 +137,27 @@ def print_evaluation(result: Any, stream: TextIO | None = None) -> None:
         cells = [f"[bold]{c}[/bold]" if i == j else (str(c) if c else "·") for j, c in enumerate(counts)]
         matrix.add_row(name[:12], *cells)
     console.print(matrix)
+
+
+def print_trials(result: Any, stream: TextIO | None = None) -> None:
+    """A study's trials and its best config as a Rich table on stdout."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(file=stream or sys.stdout, highlight=False)
+    names = sorted({k for row in result.trials for k in row["params"]})
+    table = Table(title=f"study {result.study_name} ({result.storage})", title_justify="left")
+    for name in ("trial", "state", "val acc", "epochs", "seconds", *names):
+        table.add_column(name, justify="left" if name == "state" else "right")
+    for row in result.trials:
+        params = [_fmt(row["params"].get(n), 4) if isinstance(row["params"].get(n), float) else _fmt(row["params"].get(n)) for n in names]
+        seconds = row["seconds"]
+        table.add_row(str(row["number"]), row["state"], _fmt(row["value"]), str(row["epochs"]),
+                      f"{seconds:.0f}" if seconds is not None else "-", *params)
+    console.print(table)
+    if result.best is None:
+        console.print("no trial finished yet")
+    else:
+        best = result.best
+        console.print(f"best: trial {best['number']}, val accuracy [bold]{best['value']:.4f}[/bold]; "
+                      f"config in {best['config']} (digitkit train --config {best['config']})")

@@ -36,6 +36,14 @@ def make_config(name: str, values: dict[str, Any]) -> Any:
     return config_cls(**fixed)
 
 
+def config_class(name: str) -> type:
+    """The config dataclass of a model family (what its options are)."""
+    table = _table()
+    if name not in table:
+        raise DigitkitError(f"unknown model {name!r}; choose one of: {', '.join(MODEL_NAMES)}")
+    return table[name][0]
+
+
 def build_model(name: str, config: Any):
     table = _table()
     if name not in table:

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from digitkit.data.registry import Augment
 from digitkit.data.transforms import augment as augment_batch
 from digitkit.data.transforms import normalize
+from digitkit.training.distributed import World, shard
 
 
 @dataclass
@@ -52,10 +53,13 @@ class ImageTask:
     def set_epoch(self, epoch: int, epochs: int) -> None:
         pass
 
-    def train_batches(self, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor, int]]:
-        order = torch.randperm(len(self.train_x))
-        for start in range(0, len(order), batch_size):
-            idx = order[start : start + batch_size]
+    def train_batches(self, batch_size: int, order: torch.Generator | None = None, world: World = World()) -> Iterator[tuple[torch.Tensor, torch.Tensor, int]]:
+        perm = torch.randperm(len(self.train_x), generator=order)
+        for start in range(0, len(perm), batch_size):
+            idx = perm[start : start + batch_size]
+            if len(idx) < world.size:  # too few left to give every rank one
+                break
+            idx = shard(idx, world)
             yield _to_input(self.train_x[idx], self.norm, self.device, self.aug), self.train_y[idx].to(self.device, non_blocking=True), len(idx)
 
     def loss(self, model, inputs, targets, label_smoothing):

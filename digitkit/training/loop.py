@@ -16,6 +16,7 @@ import torch
 
 from digitkit.training.callbacks import EarlyStopping
 from digitkit.training.config import TrainConfig
+from digitkit.training.distributed import World
 
 
 class Task(Protocol):
@@ -27,8 +28,9 @@ class Task(Protocol):
         """Told before each epoch, for tasks whose objective changes over the run."""
         ...
 
-    def train_batches(self, batch_size: int) -> Iterator[tuple[Any, Any, int]]:
-        """(inputs, targets, n) per batch, shuffled with torch's global RNG (reseeded every epoch)."""
+    def train_batches(self, batch_size: int, order: torch.Generator | None = None, world: World = World()) -> Iterator[tuple[Any, Any, int]]:
+        """(inputs, targets, n) per batch of `batch_size` in all, this rank's slice of it. The epoch's order comes
+        from `order` when given (the same on every rank), else from torch's global RNG (reseeded every epoch)."""
         ...
 
     def loss(self, model: torch.nn.Module, inputs: Any, targets: Any, label_smoothing: float) -> tuple[torch.Tensor, Any]:
@@ -78,10 +80,12 @@ def train_one_epoch(
     cfg: TrainConfig,
     on_batch: Callable[[int, float, float], None],
     per_batch_scheduler: Any = None,
+    order: torch.Generator | None = None,
+    world: World = World(),
 ) -> tuple[float, float]:
     model.train()
     total_loss, total_correct, seen = 0.0, 0.0, 0
-    for step, (inputs, targets, n) in enumerate(task.train_batches(cfg.batch_size)):
+    for step, (inputs, targets, n) in enumerate(task.train_batches(cfg.batch_size, order, world)):
         loss, correct = task.loss(model, inputs, targets, cfg.label_smoothing)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -94,7 +98,8 @@ def train_one_epoch(
         total_correct += correct
         seen += n
         on_batch(step + 1, loss.item() if step % 20 == 0 else float("nan"), 0.0)
-    return float(total_loss / max(seen, 1)), float(total_correct / max(seen, 1))
+    total_loss, total_correct, seen = world.sum(float(total_loss), float(total_correct), seen)
+    return total_loss / max(seen, 1), total_correct / max(seen, 1)
 
 
 def fit(
@@ -107,28 +112,33 @@ def fit(
     state: LoopState,
     reporter: Any,
     on_epoch_end: Callable[[LoopState], None],
+    world: World = World(),
 ) -> LoopState:
-    """Train until `cfg.epochs`, early stopping or the target accuracy; call `on_epoch_end` after each epoch."""
+    """Train until `cfg.epochs`, early stopping or the target accuracy; call `on_epoch_end` after each epoch.
+    `model` may be wrapped in DistributedDataParallel; weights are kept and validated on the bare model."""
+    net = getattr(model, "module", model)
     steps = task.steps_per_epoch(cfg.batch_size)
     if state.best_weights is None:
-        state.best_weights = copy.deepcopy(model.state_dict())
+        state.best_weights = copy.deepcopy(net.state_dict())
     while state.epoch < cfg.epochs:
         epoch = state.epoch + 1
-        torch.manual_seed(cfg.seed * 100_003 + epoch)
+        epoch_seed = cfg.seed * 100_003 + epoch
+        torch.manual_seed(epoch_seed + 7919 * world.rank)  # augmentation and dropout differ per rank...
+        order = torch.Generator().manual_seed(epoch_seed) if world.distributed else None  # ...the data order not
         lr = optimizer.param_groups[0]["lr"]
         t0 = time.perf_counter()
         task.set_epoch(epoch, cfg.epochs)
         reporter.epoch_started(epoch, cfg.epochs, steps)
         per_batch = scheduler if cfg.schedule == "onecycle" else None
-        train_loss, train_acc = train_one_epoch(model, optimizer, task, cfg, reporter.batch_done, per_batch)
-        validation = task.validate(model)
+        train_loss, train_acc = train_one_epoch(model, optimizer, task, cfg, reporter.batch_done, per_batch, order, world)
+        validation = world.share(task.validate(net) if world.is_main else None)
         has_val = validation is not None
         val_loss, val_acc = validation if has_val else (train_loss, train_acc)
         monitored = val_loss
         if per_batch is None:
             scheduler.step(monitored)
         if early.step(monitored, epoch) or cfg.patience == 0:
-            state.best_weights = copy.deepcopy(model.state_dict())
+            state.best_weights = copy.deepcopy(net.state_dict())
         row = {
             "epoch": epoch,
             "train_accuracy": train_acc,

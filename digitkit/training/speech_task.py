@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from digitkit.ctc import batch_greedy, word_error_rate
 from digitkit.data.audio import LogMel, pad_batch
 from digitkit.data.sequences import frame_utterance, join_words, sample_lengths
+from digitkit.training.distributed import World, shard
 
 
 ALIGNED_FRACTION = 0.4  # share of the epochs trained on the known alignment before CTC takes over
@@ -78,9 +79,9 @@ class SpeechTask:
     def featurize(self, waves: list[torch.Tensor], augment: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         return featurize(self.features, waves, self.device, augment)
 
-    def train_batches(self, batch_size: int) -> Iterator[tuple[tuple, tuple, int]]:
-        order = torch.randperm(len(self.train_waves)).tolist()
-        counts = sample_lengths(self.sequences, self.max_words, self.p_single)
+    def train_batches(self, batch_size: int, order_rng: torch.Generator | None = None, world: World = World()) -> Iterator[tuple[tuple, tuple, int]]:
+        order = torch.randperm(len(self.train_waves), generator=order_rng).tolist()
+        counts = sample_lengths(self.sequences, self.max_words, self.p_single, generator=order_rng)
         cursor = 0
         sequences = []
         for k in counts:
@@ -89,6 +90,9 @@ class SpeechTask:
             sequences.append(picks)
         for start in range(0, len(sequences), batch_size):
             chunk = sequences[start : start + batch_size]
+            if len(chunk) < world.size:  # too few left to give every rank one
+                break
+            chunk = shard(chunk, world)
             waves, spans = [], []
             for picks in chunk:
                 spans.append([])
@@ -118,8 +122,7 @@ class SpeechTask:
         tokens, spans = targets
         log_probs, out_lengths = model(feats, frames)
         if self.aligned_phase:
-            stride = -(-feats.shape[1] // log_probs.shape[1])
-            labels = self.frame_labels(spans, tokens, log_probs.shape[1], stride).to(log_probs.device)
+            labels = self.frame_labels(spans, tokens, log_probs.shape[1], getattr(model, "module", model).frame_stride).to(log_probs.device)
             valid = torch.arange(log_probs.shape[1], device=log_probs.device)[None, :] < out_lengths[:, None]
             loss = F.nll_loss(log_probs[valid], labels[valid], reduction="mean")
         else:

@@ -1,0 +1,158 @@
+"""Search spaces for `digitkit tune`: what to vary per model family, how a TOML file changes it, and how one
+Optuna trial's values become training options.
+
+A parameter is named after what it sets: a `TrainConfig` field (lr, optimizer, batch_size, ...), a model option
+(dense, hidden, dropout_conv, ...), or one entry of a list-valued model option as NAME_1, NAME_2, ... (filters_1
+is the first conv block's filters). Each is a table with `choices = [...]`, or `low`/`high` (ints or floats)
+with optional `log = true` or `step`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from digitkit.errors import DigitkitError
+from digitkit.training.config import TrainConfig
+
+_TRAIN_FIELDS = {f.name for f in dataclasses.fields(TrainConfig)} - {"dataset", "model", "preset", "model_options"}
+
+# Like the seed's Keras Tuner space (filters per conv block, dense units, dropouts, learning rate, optimizer)
+# plus batch size; each family's default model lies inside its space.
+DEFAULT_SPACES: dict[str, dict[str, dict[str, Any]]] = {
+    "cnn": {
+        "filters_1": {"choices": [16, 32, 64, 128]},
+        "filters_2": {"choices": [32, 64, 128, 192]},
+        "filters_3": {"choices": [64, 128, 192, 256]},
+        "dense": {"choices": [64, 128, 256, 512]},
+        "dropout_conv": {"low": 0.1, "high": 0.5, "step": 0.05},
+        "dropout_dense": {"low": 0.2, "high": 0.6, "step": 0.05},
+        "lr": {"low": 3e-4, "high": 1e-2, "log": True},
+        "optimizer": {"choices": ["adam", "adamw", "sgd"]},
+        "batch_size": {"choices": [32, 64, 128, 256]},
+    },
+    "resnet": {
+        "widths_1": {"choices": [16, 32, 64]},
+        "widths_2": {"choices": [32, 64, 128]},
+        "widths_3": {"choices": [64, 128, 256]},
+        "blocks_per_stage": {"low": 1, "high": 3},
+        "dropout": {"low": 0.0, "high": 0.3, "step": 0.05},
+        "lr": {"low": 3e-4, "high": 3e-2, "log": True},
+        "optimizer": {"choices": ["adam", "adamw", "sgd"]},
+        "batch_size": {"choices": [64, 128, 256]},
+    },
+    "lstm": {
+        "hidden": {"choices": [64, 128, 192, 256]},
+        "layers": {"low": 1, "high": 3},
+        "conv_channels": {"choices": [0, 64, 96, 128]},
+        "stride": {"choices": [2, 4]},
+        "dropout": {"low": 0.0, "high": 0.4, "step": 0.05},
+        "lr": {"low": 5e-4, "high": 1e-2, "log": True},
+        "batch_size": {"choices": [8, 16, 32]},
+    },
+}
+DEFAULT_SPACES["gru"] = DEFAULT_SPACES["lstm"]
+
+
+def _kind(name: str, spec: dict[str, Any]) -> str:
+    if not isinstance(spec, dict):
+        raise DigitkitError(f"search space: {name} must be a table, e.g. [{name}] low = 0.1, high = 0.5")
+    if "choices" in spec:
+        if not isinstance(spec["choices"], list) or not spec["choices"]:
+            raise DigitkitError(f"search space: {name}.choices must be a non-empty list")
+        return "categorical"
+    if "low" not in spec or "high" not in spec:
+        raise DigitkitError(f"search space: {name} needs choices = [...] or low and high")
+    low, high = spec["low"], spec["high"]
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (low, high)) or low > high:
+        raise DigitkitError(f"search space: {name} needs numbers low <= high, not {low!r}, {high!r}")
+    if spec.get("log") and low <= 0:
+        raise DigitkitError(f"search space: {name} has log = true, so low must be above 0")
+    unknown = set(spec) - {"low", "high", "log", "step"}
+    if unknown:
+        raise DigitkitError(f"search space: {name} has unknown key(s) {', '.join(sorted(unknown))}")
+    return "int" if isinstance(low, int) and isinstance(high, int) and isinstance(spec.get("step", 1), int) else "float"
+
+
+def load_space(model: str, path: str | os.PathLike | None = None) -> dict[str, dict[str, Any]]:
+    """The model family's default space, with a TOML file's tables replacing or adding parameters
+    (`replace = true` at the top of the file drops the defaults)."""
+    space = {k: dict(v) for k, v in DEFAULT_SPACES.get(model, {}).items()}
+    if path is not None:
+        try:
+            with Path(path).open("rb") as fh:
+                data = tomllib.load(fh)
+        except OSError as exc:
+            raise DigitkitError(f"cannot read search space {path}: {exc.strerror or exc}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise DigitkitError(f"search space {path} is not valid TOML: {exc}") from None
+        if data.pop("replace", False):
+            space = {}
+        space.update(data)
+    if not space:
+        raise DigitkitError(f"empty search space for model {model!r}")
+    for name, spec in space.items():
+        _kind(name, spec)
+    return space
+
+
+def suggest(trial: Any, space: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """One trial's value for every parameter, by Optuna's suggest_* calls."""
+    values = {}
+    for name, spec in space.items():
+        kind = _kind(name, spec)
+        if kind == "categorical":
+            values[name] = trial.suggest_categorical(name, spec["choices"])
+        elif kind == "int":
+            values[name] = trial.suggest_int(name, spec["low"], spec["high"], step=spec.get("step", 1), log=bool(spec.get("log")))
+        else:
+            values[name] = trial.suggest_float(name, float(spec["low"]), float(spec["high"]), step=spec.get("step"), log=bool(spec.get("log")))
+    return values
+
+
+def grid(space: dict[str, dict[str, Any]]) -> dict[str, list[Any]]:
+    """Every parameter's values for Optuna's GridSampler: choices as given, ranges only with a step."""
+    out = {}
+    for name, spec in space.items():
+        kind = _kind(name, spec)
+        if kind == "categorical":
+            out[name] = list(spec["choices"])
+        elif "step" in spec:
+            count = int(math.floor((spec["high"] - spec["low"]) / spec["step"] + 1e-9)) + 1
+            out[name] = [spec["low"] + i * spec["step"] if kind == "int" else round(spec["low"] + i * spec["step"], 10) for i in range(count)]
+        else:
+            raise DigitkitError(f"--sampler grid needs a finite set of values: give {name} choices = [...] or a step")
+    return out
+
+
+def to_options(values: dict[str, Any], model_config: type) -> dict[str, Any]:
+    """Trial values -> training options: TrainConfig fields as they are, the rest as model options, NAME_i
+    entries gathered into the list option NAME."""
+    fields = {f.name: f for f in dataclasses.fields(model_config)}
+    options: dict[str, Any] = {}
+    model_options: dict[str, Any] = {}
+    lists: dict[str, dict[int, Any]] = {}
+    for name, value in values.items():
+        if name in _TRAIN_FIELDS:
+            options[name] = value
+            continue
+        match = re.fullmatch(r"(.+)_(\d+)", name)
+        if match and match.group(1) in fields and isinstance(fields[match.group(1)].default, tuple):
+            lists.setdefault(match.group(1), {})[int(match.group(2))] = value
+        elif name in fields:
+            model_options[name] = value
+        else:
+            raise DigitkitError(f"search space: {name} is neither a training option nor an option of this model "
+                                f"({', '.join(sorted(fields))})")
+    for name, entries in lists.items():
+        if sorted(entries) != list(range(1, len(entries) + 1)):
+            raise DigitkitError(f"search space: {name}_1 ... {name}_{len(entries)} must be numbered from 1 without gaps")
+        model_options[name] = [entries[i] for i in sorted(entries) if entries[i]]  # a 0 entry drops that block
+    if model_options:
+        options["model_options"] = model_options
+    return options

@@ -1,0 +1,136 @@
+"""`digitkit tune` on real MNIST subsets: a study finishes and writes a config train accepts, pruning stops a
+bad trial, a killed study resumes from its SQLite file, and two processes share one study exactly."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import tomllib
+
+import pytest
+
+from conftest import DATA, assert_one_line_error, run_cli
+
+pytestmark = pytest.mark.slow
+
+SPACE = """replace = true
+[filters_1]
+choices = [8, 16]
+[filters_2]
+choices = [16, 32]
+[lr]
+low = 1e-6
+high = 1e-2
+log = true
+"""
+QUICK = ("--limit", "1000", "--epochs", "1", "--model", "cnn")
+
+
+def space(tmp_path):
+    path = tmp_path / "space.toml"
+    path.write_text(SPACE)
+    return str(path)
+
+
+def load(out):
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return optuna.load_study(study_name="mnist-cnn", storage=f"sqlite:///{out / 'study.db'}")
+
+
+def finished(study):
+    return [t for t in study.trials if t.state.name in ("COMPLETE", "PRUNED")]
+
+
+def test_study_finishes_prunes_and_writes_a_config_train_accepts(tmp_path):
+    import optuna
+
+    out = tmp_path / "tune"
+    out.mkdir()
+    study = optuna.create_study(study_name="mnist-cnn", storage=f"sqlite:///{out / 'study.db'}", direction="maximize")
+    for lr in (5e-3, 4e-3, 1e-6):  # two sound trials, then one that cannot learn: the median pruner must stop it
+        study.enqueue_trial({"filters_1": 8, "filters_2": 16, "lr": lr})
+    proc = run_cli("tune", "mnist", "--trials", "3", "--limit", "1000", "--epochs", "2", "--space", space(tmp_path),
+                   "--out", str(out), "--pruner", "median", "--plot", str(tmp_path / "plots"), "--json")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    states = [t["state"] for t in result["trials"]]
+    assert states == ["complete", "complete", "pruned"], result["trials"]
+    assert result["trials"][2]["epochs"] == 1  # stopped after its first epoch
+    best = result["best"]
+    assert best["value"] == max(t["value"] for t in result["trials"][:2])
+    config = tomllib.loads((out / "best.toml").read_text())
+    assert config["model_options"]["filters"] == [8, 16] and config["lr"] == best["params"]["lr"]
+    assert "limit" not in config and config["epochs"] == 50  # the full run's budget, not the trials'
+    assert (tmp_path / "plots" / "optimization-history.png").stat().st_size > 1000
+    again = run_cli("train", "--config", str(out / "best.toml"), "--print-config")
+    assert again.returncode == 0 and tomllib.loads(again.stdout) == config
+    table = run_cli("tune", "mnist", "--trials", "3", "--out", str(out), "--space", space(tmp_path), *QUICK)
+    assert table.returncode == 0 and "best: trial" in table.stdout  # nothing left to run: just the table
+
+
+def test_killed_study_resumes_from_its_sqlite_file(tmp_path):
+    out = tmp_path / "tune"
+    args = [sys.executable, "-m", "digitkit", "tune", "mnist", "--trials", "3", "--out", str(out), "--space", space(tmp_path),
+            "--limit", "3000", "--epochs", "2", "--pruner", "none", "-q"]
+    env = {**os.environ, "DIGITKIT_DATA": str(DATA)}
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    try:
+        while time.time() < deadline:
+            time.sleep(0.3)
+            if (out / "study.db").exists():
+                states = [t.state.name for t in load(out).trials]
+                if "COMPLETE" in states and "RUNNING" in states:
+                    break
+        else:
+            pytest.fail("the study never got a finished trial and a running one")
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    before = load(out)
+    assert len(finished(before)) < 3
+    resumed = run_cli("tune", "mnist", "--trials", "3", "--out", str(out), "--space", space(tmp_path),
+                      "--limit", "3000", "--epochs", "2", "--pruner", "none")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "left running by a process that is gone" in resumed.stderr
+    after = load(out)
+    assert len(finished(after)) == 3
+    assert [t.state.name for t in after.trials].count("FAIL") == 1  # the killed trial, re-run by the new process
+    assert (out / "best.toml").exists()
+
+
+def test_two_processes_share_one_study_without_losing_or_repeating_trials(tmp_path):
+    out = tmp_path / "tune"
+    out.mkdir()
+    args = [sys.executable, "-m", "digitkit", "tune", "mnist", "--trials", "5", "--out", str(out), "--space", space(tmp_path),
+            *QUICK, "--pruner", "none", "-q"]
+    env = {**os.environ, "DIGITKIT_DATA": str(DATA), "OMP_NUM_THREADS": "1"}
+    procs = [subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    for p in procs:
+        _, err = p.communicate(timeout=600)
+        assert p.returncode == 0, err
+    study = load(out)
+    done = finished(study)
+    assert len(done) == 5
+    assert len({t.number for t in done}) == 5
+    assert len({tuple(sorted(t.params.items())) for t in done}) == 5  # no trial's parameters ran twice
+    assert len({t.user_attrs["pid"] for t in done}) == 2  # both processes did work
+
+
+def test_bad_tune_options_are_one_line_errors(tmp_path):
+    assert_one_line_error(run_cli("tune", "mnist", "--sampler", "bayes", "--out", str(tmp_path)), 2, "--sampler must be")
+    assert_one_line_error(run_cli("tune", "mnist", "--trials", "0", "--out", str(tmp_path)), 2, "--trials must be")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[lr]\nlow = 0.1\n")
+    assert_one_line_error(run_cli("tune", "mnist", "--space", str(bad), "--out", str(tmp_path)), 2, "needs choices")
+    bad.write_text("[wings]\nchoices = [1, 2]\n")
+    assert_one_line_error(run_cli("tune", "mnist", "--space", str(bad), "--out", str(tmp_path)), 2, "wings is neither")
+    bad.write_text("[lr]\nlow = 0.001\nhigh = 0.01\n")
+    assert_one_line_error(run_cli("tune", "mnist", "--sampler", "grid", "--space", str(bad), "--out", str(tmp_path)), 2, "grid needs")
+    assert_one_line_error(run_cli("tune", "mnist", "--storage", "nonsense", "--out", str(tmp_path)), 2, "--storage takes")
