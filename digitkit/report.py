@@ -145,15 +145,14 @@ def print_trials(result: Any, stream: TextIO | None = None) -> None:
     from rich.table import Table
 
     console = Console(file=stream or sys.stdout, highlight=False)
-    names = sorted({k for row in result.trials for k in row["params"]})
     table = Table(title=f"study {result.study_name} ({result.storage})", title_justify="left")
-    for name in ("trial", "state", "val acc", "epochs", "seconds", *names):
-        table.add_column(name, justify="left" if name == "state" else "right")
+    for name in ("trial", "state", "val acc", "epochs", "seconds", "parameters"):
+        table.add_column(name, justify="left" if name in ("state", "parameters") else "right")
     for row in result.trials:
-        params = [_fmt(row["params"].get(n), 4) if isinstance(row["params"].get(n), float) else _fmt(row["params"].get(n)) for n in names]
+        params = " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(row["params"].items()))
         seconds = row["seconds"]
         table.add_row(str(row["number"]), row["state"], _fmt(row["value"]), str(row["epochs"]),
-                      f"{seconds:.0f}" if seconds is not None else "-", *params)
+                      f"{seconds:.0f}" if seconds is not None else "-", params)
     console.print(table)
     if result.best is None:
         console.print("no trial finished yet")

@@ -53,24 +53,24 @@ def test_study_finishes_prunes_and_writes_a_config_train_accepts(tmp_path):
     out = tmp_path / "tune"
     out.mkdir()
     study = optuna.create_study(study_name="mnist-cnn", storage=f"sqlite:///{out / 'study.db'}", direction="maximize")
-    for lr in (5e-3, 4e-3, 1e-6):  # two sound trials, then one that cannot learn: the median pruner must stop it
+    for lr in (5e-3, 4e-3, 3e-3, 1e-6):  # three sound trials, then one that cannot learn: the median pruner must stop it
         study.enqueue_trial({"filters_1": 8, "filters_2": 16, "lr": lr})
-    proc = run_cli("tune", "mnist", "--trials", "3", "--limit", "1000", "--epochs", "2", "--space", space(tmp_path),
+    proc = run_cli("tune", "mnist", "--trials", "4", "--limit", "1000", "--epochs", "2", "--space", space(tmp_path),
                    "--out", str(out), "--pruner", "median", "--plot", str(tmp_path / "plots"), "--json")
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
     states = [t["state"] for t in result["trials"]]
-    assert states == ["complete", "complete", "pruned"], result["trials"]
-    assert result["trials"][2]["epochs"] == 1  # stopped after its first epoch
+    assert states == ["complete", "complete", "complete", "pruned"], result["trials"]
+    assert result["trials"][3]["epochs"] == 1  # stopped after its first epoch
     best = result["best"]
-    assert best["value"] == max(t["value"] for t in result["trials"][:2])
+    assert best["value"] == max(t["value"] for t in result["trials"][:3])
     config = tomllib.loads((out / "best.toml").read_text())
     assert config["model_options"]["filters"] == [8, 16] and config["lr"] == best["params"]["lr"]
     assert "limit" not in config and config["epochs"] == 50  # the full run's budget, not the trials'
     assert (tmp_path / "plots" / "optimization-history.png").stat().st_size > 1000
     again = run_cli("train", "--config", str(out / "best.toml"), "--print-config")
     assert again.returncode == 0 and tomllib.loads(again.stdout) == config
-    table = run_cli("tune", "mnist", "--trials", "3", "--out", str(out), "--space", space(tmp_path), *QUICK)
+    table = run_cli("tune", "mnist", "--trials", "4", "--out", str(out), "--space", space(tmp_path), *QUICK)
     assert table.returncode == 0 and "best: trial" in table.stdout  # nothing left to run: just the table
 
 

@@ -56,11 +56,15 @@ def _storage(url: str | None, out: Path):
         raise DigitkitError(f"--storage takes an Optuna RDB URL (sqlite:///study.db, postgresql://...) or journal:PATH, not {url!r}")
     if url.startswith("sqlite:///"):
         Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
-    try:
-        return url, optuna.storages.RDBStorage(url, heartbeat_interval=20, grace_period=60,
-                                               engine_kwargs={"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None)
-    except Exception as exc:  # SQLAlchemy's many connection errors: a bad URL or an unreachable server
-        raise DigitkitError(f"cannot open study storage {url}: {str(exc).splitlines()[0]}") from None
+    engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None
+    for attempt in range(6):
+        try:
+            return url, optuna.storages.RDBStorage(url, heartbeat_interval=20, grace_period=60, engine_kwargs=engine)
+        except Exception as exc:  # SQLAlchemy's many errors: a bad URL, an unreachable server, or a race
+            # two processes creating the same new database race on its schema tables; the loser retries
+            error = exc
+            time.sleep(0.5 * (attempt + 1))
+    raise DigitkitError(f"cannot open study storage {url}: {str(error).splitlines()[0]}") from None
 
 
 def _sampler(name: str, space: dict[str, Any], seed: int | None):
@@ -79,7 +83,9 @@ def _pruner(name: str, epochs: int):
     import optuna
 
     if name == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0)
+        # judged from the end of epoch epochs//3 + 1 on, once 3 trials have finished: the first epoch of a short
+        # trial says too little (on 3-epoch MNIST trials, pruning after epoch 1 stopped 16 of 20)
+        return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=epochs // 3)
     if name == "hyperband":
         return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max(epochs, 1), reduction_factor=3)
     return optuna.pruners.NopPruner()
@@ -183,7 +189,7 @@ def tune(
 
     import optuna
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # our own lines say what each trial did
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     url, store = _storage(storage, out)
     name = study_name or f"{cfg.dataset}-{cfg.model}"
@@ -194,21 +200,18 @@ def tune(
                   f"running up to {trials} in all, {cfg.epochs} epoch(s) each on {cfg.dataset}"
                   + (f" (first {cfg.limit:,} samples)" if cfg.limit else ""))
     started = time.perf_counter()
-    while True:
+    objective = _Objective(trials, search, cfg, out, data_dir, device, reporter)
+    while not objective.surplus:
         if timeout is not None and time.perf_counter() - started >= timeout:
             reporter.info(f"--timeout {timeout:g} s reached")
             break
         if len(_counted(study)) >= trials:
             break
-        trial = study.ask()
-        trial.set_user_attr("host", _HOST)
-        trial.set_user_attr("pid", os.getpid())
-        if sum(t.number < trial.number for t in _counted(study)) >= trials:
-            # another process asked for the last trial first: this one is surplus, not run
-            trial.set_user_attr("surplus", True)
-            study.tell(trial, state=optuna.trial.TrialState.FAIL)
-            break
-        _run_trial(study, trial, search, cfg, out, data_dir, device, reporter)
+        # one trial per call: Optuna's optimize runs the storage heartbeat and fails other processes' stale trials
+        try:
+            study.optimize(objective, n_trials=1, catch=(DigitkitError,))
+        except KeyboardInterrupt:  # Optuna has marked the running trial failed; the next run repeats it
+            raise TuningInterrupted(f"interrupted; finished trials are kept in {out}: run the same command to continue the study") from None
     best = _best(study, cfg, out, to_toml)
     rows = trial_rows(study)
     if plot is not None:
@@ -232,49 +235,63 @@ class _Probe:
         return low
 
 
-def _run_trial(study: Any, trial: Any, search: dict, cfg: Any, out: Path, data_dir: Any, device: str, reporter: Reporter) -> None:
-    import optuna
+class _Surplus(DigitkitError):
+    """Another process asked for the study's last trial first."""
 
-    from digitkit import api
-    from digitkit.models.registry import config_class
-    from digitkit.tuning.space import suggest, to_options
 
-    values = suggest(trial, search)
-    options = to_options(values, config_class(cfg.model))
-    run = {k: v for k, v in cfg.to_dict().items() if k != "dataset"}
-    run["model_options"] = {**run.get("model_options", {}), **options.pop("model_options", {})}
-    run.update(options)
-    path = out / "trials" / f"trial-{trial.number:04d}.safetensors"
-    shown = " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items())
+class _Objective:
+    """One trial: suggest values, train with them, report each epoch's val accuracy to the pruner."""
 
-    def report(row: dict[str, Any]) -> None:
-        trial.report(row["val_accuracy"], row["epoch"])
-        if trial.should_prune():
-            raise optuna.TrialPruned(f"pruned at epoch {row['epoch']}")
+    def __init__(self, trials: int, search: dict, cfg: Any, out: Path, data_dir: Any, device: str, reporter: Reporter):
+        self.trials, self.search, self.cfg, self.out = trials, search, cfg, out
+        self.data_dir, self.device, self.reporter = data_dir, device, reporter
+        self.surplus = False
 
-    t0 = time.perf_counter()
-    try:
-        result = api.train(cfg.dataset, out=path, data_dir=data_dir, device=device, epoch_callback=report, test=False,
-                           allow_download=True, **run)
-    except optuna.TrialPruned as exc:
+    def __call__(self, trial: Any) -> float:
+        import optuna
+
+        from digitkit import api
+        from digitkit.models.registry import config_class
+        from digitkit.tuning.space import suggest, to_options
+
+        trial.set_user_attr("host", _HOST)
+        trial.set_user_attr("pid", os.getpid())
+        if sum(t.number < trial.number for t in _counted(trial.study)) >= self.trials:
+            trial.set_user_attr("surplus", True)  # left failed and out of every count; this process stops
+            self.surplus = True
+            raise _Surplus(f"trial {trial.number} not needed: the study already has {self.trials} trials")
+        cfg = self.cfg
+        values = suggest(trial, self.search)
+        options = to_options(values, config_class(cfg.model))
+        run = {k: v for k, v in cfg.to_dict().items() if k != "dataset"}
+        run["model_options"] = {**run.get("model_options", {}), **options.pop("model_options", {})}
+        run.update(options)
+        path = self.out / "trials" / f"trial-{trial.number:04d}.safetensors"
+        shown = " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items())
+
+        def report(row: dict[str, Any]) -> None:
+            trial.report(row["val_accuracy"], row["epoch"])
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"pruned at epoch {row['epoch']}")
+
+        t0 = time.perf_counter()
+        try:
+            result = api.train(cfg.dataset, out=path, data_dir=self.data_dir, device=self.device, epoch_callback=report,
+                               test=False, allow_download=True, **run)
+        except optuna.TrialPruned as exc:
+            trial.set_user_attr("seconds", time.perf_counter() - t0)
+            path.unlink(missing_ok=True)
+            self.reporter.info(f"trial {trial.number}: {exc} ({time.perf_counter() - t0:.0f} s)  {shown}")
+            raise
+        except DigitkitError as exc:  # e.g. a model size the data cannot take: that trial fails, the study goes on
+            trial.set_user_attr("error", str(exc))
+            self.reporter.warn(f"trial {trial.number} failed: {exc}")
+            raise
+        value = result.metrics["val_accuracy"]
         trial.set_user_attr("seconds", time.perf_counter() - t0)
-        study.tell(trial, state=optuna.trial.TrialState.PRUNED)
-        path.unlink(missing_ok=True)
-        reporter.info(f"trial {trial.number}: {exc} ({time.perf_counter() - t0:.0f} s)  {shown}")
-        return
-    except KeyboardInterrupt:
-        study.tell(trial, state=optuna.trial.TrialState.FAIL)
-        raise TuningInterrupted(f"interrupted; finished trials are kept in {out}: run the same command to continue the study") from None
-    except DigitkitError as exc:  # e.g. a model size the data cannot take: that trial fails, the study goes on
-        trial.set_user_attr("error", str(exc))
-        study.tell(trial, state=optuna.trial.TrialState.FAIL)
-        reporter.warn(f"trial {trial.number} failed: {exc}")
-        return
-    value = result.metrics["val_accuracy"]
-    trial.set_user_attr("seconds", time.perf_counter() - t0)
-    trial.set_user_attr("checkpoint", str(path))
-    study.tell(trial, value)
-    reporter.info(f"trial {trial.number}: val accuracy {value:.4f} ({time.perf_counter() - t0:.0f} s)  {shown}")
+        trial.set_user_attr("checkpoint", str(path))
+        self.reporter.info(f"trial {trial.number}: val accuracy {value:.4f} ({time.perf_counter() - t0:.0f} s)  {shown}")
+        return value
 
 
 def _best(study: Any, cfg: Any, out: Path, to_toml: Any) -> dict[str, Any] | None:
