@@ -499,7 +499,7 @@ def transcribe(
 ) -> Iterator[Any]:
     """Transcribe audio files (WAV, FLAC; any rate, mono or stereo) -> `Transcription` or `Failure` per file, in order.
 
-    With no `model`, the shipped speech model is used (none ships yet, so that is an error). Long files are read in segments of about
+    With no `model`, the shipped FSDD model is used. Long files are read in segments of about
     `segment_seconds`, cut at quiet points, so memory stays bounded however long the file is.
     """
     from digitkit import checkpoint as ckpt_io

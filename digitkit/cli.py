@@ -154,9 +154,6 @@ def train(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only warnings and errors on stderr."),
 ) -> None:
     """Train a model; writes a checkpoint after every epoch and prints its path (or --json metrics) on stdout."""
-    if nproc is not None:
-        _launch_torchrun(nproc)
-
     def gather() -> tuple[str, dict[str, Any]]:
         from digitkit.configfile import config_from_checkpoint, read_config
 
@@ -189,6 +186,8 @@ def train(
 
         typer.echo(_run(show), nl=False)
         return
+    if nproc is not None:
+        _launch_torchrun(nproc)
 
     def task():
         from digitkit import api
@@ -315,7 +314,7 @@ def predict(
 @app.command()
 def transcribe(
     files: list[str] = typer.Argument(..., help="Audio files (WAV, FLAC; any sample rate, mono or stereo); - reads paths from stdin."),
-    model: Optional[Path] = typer.Option(None, "--model", "-m", help="Speech checkpoint (needed until a pretrained speech model ships with digitkit)."),
+    model: Optional[Path] = typer.Option(None, "--model", "-m", help="Speech checkpoint. (default: the shipped FSDD digit model)"),
     device: Device = typer.Option(Device.cpu, "--device"),
     segment_seconds: float = typer.Option(20.0, "--segment-seconds", help="Long files are decoded in segments of about this length."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per line, with per-word times and confidences."),

@@ -82,6 +82,16 @@ def test_speech_training_lowers_the_loss(tiny_fsdd):
     assert m["test_samples"] == 300 and m["test_sequences"] == 300 and 0 <= m["test_sequence_wer"]
 
 
+@pytest.mark.slow
+def test_short_fsdd_run_recognizes_held_out_recordings(tmp_path, data_dir):
+    """The real recipe on all of FSDD's training recordings, cut to 20 epochs (about 2.5 minutes on 2 cores)."""
+    result = api.train("fsdd", out=tmp_path / "fsdd.safetensors", data_dir=data_dir, epochs=20)
+    m = result.metrics
+    assert m["test_samples"] == 300
+    assert m["test_accuracy"] >= 0.90, m
+    assert m["test_sequence_wer"] <= 0.10, m
+
+
 def test_gru_variant_trains_and_resumes(tmp_path, data_dir):
     out = tmp_path / "gru.safetensors"
     api.train("fsdd", model="gru", out=out, data_dir=data_dir, limit=300, epochs=2, model_options={"hidden": 32, "layers": 1})

@@ -85,7 +85,7 @@ def _pruner(name: str, epochs: int):
     if name == "median":
         # judged from the end of epoch epochs//3 + 1 on, once 3 trials have finished: the first epoch of a short
         # trial says too little (on 3-epoch MNIST trials, pruning after epoch 1 stopped 16 of 20)
-        return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=epochs // 3)
+        return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=epochs // 3 + 1)  # steps are epochs, from 1
     if name == "hyperband":
         return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max(epochs, 1), reduction_factor=3)
     return optuna.pruners.NopPruner()
