@@ -96,7 +96,7 @@ def digitkit_run(data_dir: Path, target: float, seed: int) -> tuple[float, float
 def main() -> None:
     args = parse_args(__doc__, 0.97, 40, "baseline")
     rows = alternate(args.rounds, ("baseline", lambda r: baseline_run(args.data_dir, args.target, args.max_epochs, r)),
-                     ("digitkit", lambda r: digitkit_run(args.data_dir, args.target, r)))
+                     ("digitkit", lambda r: digitkit_run(args.data_dir, args.target, r - 1)))
     report(rows, "baseline", "digitkit", args.target, args.max_epochs)
 
 

@@ -15,7 +15,7 @@ from digitkit.errors import CheckpointError, DataError, DigitkitError, InputErro
 from digitkit.report import Reporter
 from digitkit.training.config import TrainConfig
 
-_RESUME_MAY_CHANGE = {"epochs", "target_accuracy", "patience"}  # a onecycle run cannot change epochs: see train()
+_RESUME_MAY_CHANGE = {"epochs", "target_accuracy", "patience", "precision", "compile"}  # a onecycle run cannot change epochs: see train()
 
 
 class TrainingInterrupted(DigitkitError):
@@ -101,6 +101,8 @@ def _check_config(cfg: TrainConfig) -> None:
         problems.append("--patience must be 0 (off) or more")
     if cfg.schedule not in ("plateau", "onecycle"):
         problems.append(f"--schedule must be plateau or onecycle, not {cfg.schedule!r}")
+    if cfg.precision not in ("auto", "fp32", "bf16", "fp16"):
+        problems.append(f"--precision must be auto, fp32, bf16 or fp16, not {cfg.precision!r}")
     if cfg.optimizer not in ("adam", "adamw", "sgd"):
         problems.append(f"--optimizer must be adam, adamw or sgd, not {cfg.optimizer!r}")
     if cfg.target_accuracy is not None and not 0 < cfg.target_accuracy <= 1:
@@ -178,10 +180,11 @@ def _train(cfg: TrainConfig, out: Path, previous: Any, resume: Any, dev: Any, wo
     from digitkit.data.speech import is_speech
     from digitkit.models.registry import build_model, config_to_dict
     from digitkit.training.callbacks import EarlyStopping
-    from digitkit.training.loop import LoopState, fit, make_optimizer, make_scheduler
+    from digitkit.training.loop import LoopState, fit, make_optimizer, make_scheduler, pick_precision
     from digitkit.training.prepare import prepare_image, prepare_speech
     from digitkit.training.state import optimizer_from_tensors, optimizer_to_tensors
 
+    precision = pick_precision(cfg.precision, dev)
     if world.is_main:
         _check_writable(out)
     torch.manual_seed(cfg.seed)
@@ -225,6 +228,10 @@ def _train(cfg: TrainConfig, out: Path, previous: Any, resume: Any, dev: Any, wo
         from torch.nn.parallel import DistributedDataParallel
 
         trained = DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
+    if cfg.compile:
+        trained = torch.compile(trained)
+    if precision.dtype is not None:
+        reporter.info(f"mixed precision: {str(precision.dtype).removeprefix('torch.')} autocast on {precision.device_type}")
 
     def snapshot(st: LoopState, status: str, metrics: dict[str, Any]) -> ckpt_io.Checkpoint:
         optim_tensors, optim_meta = optimizer_to_tensors(optimizer)
@@ -260,7 +267,7 @@ def _train(cfg: TrainConfig, out: Path, previous: Any, resume: Any, dev: Any, wo
             epoch_callback(st.history[-1])
 
     try:
-        state = fit(trained, optimizer, scheduler, early, prep.task, cfg, state, reporter, on_epoch_end, world)
+        state = fit(trained, optimizer, scheduler, early, prep.task, cfg, state, reporter, on_epoch_end, world, model, precision)
     except KeyboardInterrupt:
         if state.epoch > 0 or previous is not None:
             raise TrainingInterrupted(

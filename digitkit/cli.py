@@ -142,6 +142,8 @@ def train(
     seed: Optional[int] = typer.Option(None, "--seed", help="Makes a run repeatable on the same machine. (default: 0)"),
     limit: Optional[int] = typer.Option(None, "--limit", help="Train on the first N training samples only (quick runs)."),
     device: Device = typer.Option(Device.auto, "--device", help="Where to train."),
+    precision: Optional[str] = typer.Option(None, "--precision", help="auto (bf16 autocast on CUDA when supported, else fp16; fp32 on CPU), fp32, bf16 or fp16. (default: auto)"),
+    compile_model: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="torch.compile the model first (pays off on long GPU runs). (default: off)"),
     out: Optional[Path] = typer.Option(None, "--out", help="Checkpoint path. (default: runs/DATASET-MODEL.safetensors)"),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue a run from its checkpoint (optimizer, schedule and early-stopping state included)."),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Dataset folder. (default: $DIGITKIT_DATA, else the user cache dir)"),
@@ -166,6 +168,7 @@ def train(
             lr_patience=lr_patience, min_lr=min_lr, label_smoothing=label_smoothing, grad_clip=grad_clip, augment=augment,
             target_accuracy=target_accuracy, seed=seed, limit=limit, holdout_speaker=holdout_speaker,
             words=[w.strip() for w in words.split(",") if w.strip()] if words else None,
+            precision=precision, compile=compile_model,
         )
         name = dataset or base.pop("dataset", None)
         base.pop("dataset", None)

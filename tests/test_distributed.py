@@ -49,3 +49,11 @@ def test_checkpoints_resume_across_process_counts(tmp_path):
 
 def test_nproc_must_be_positive():
     assert_one_line_error(run_cli("train", "mnist", "--nproc", "0"), 2, "--nproc must be at least 1")
+
+
+def test_speech_trains_with_two_processes(tmp_path):
+    out, proc = train(tmp_path, "speech", "fsdd", "--limit", "240", "--epochs", "2", "-o", "hidden=32", "-o", "layers=1",
+                      "-o", "conv_channels=32", "--json", nproc=2)
+    m = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert m["epochs_run"] == 2 and m["test_samples"] == 300
+    assert sorted(p.name for p in out.iterdir()) == ["model.safetensors"]

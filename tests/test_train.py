@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from conftest import run_cli
+from conftest import assert_one_line_error, run_cli
 from digitkit import api
 from digitkit import checkpoint as ckpt_io
 from digitkit.errors import DigitkitError
@@ -134,3 +134,16 @@ def test_resnet_on_cifar10_trains_and_loads(tmp_path, data_dir):
     assert ckpt.model_config["widths"] == [8, 16] and ckpt.input["preprocess"] == "rgb"
     assert ckpt.metrics["dataset_note"].startswith("partial CIFAR-10")
     assert ckpt.build_model()(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
+
+
+def test_bf16_autocast_trains_on_cpu(tmp_path, data_dir):
+    """The mixed-precision path (the CUDA default) runs on a CPU too, with bf16."""
+    result = api.train("mnist", out=tmp_path / "bf16.safetensors", data_dir=data_dir, limit=3000, epochs=2,
+                       precision="bf16", seed=4)
+    assert result.metrics["test_accuracy"] > 0.9
+
+
+def test_precision_is_checked(tmp_path):
+    assert_one_line_error(run_cli("train", "mnist", "--precision", "fp16", "--limit", "100", "--out", str(tmp_path / "m.safetensors")),
+                          2, "needs a CUDA GPU")
+    assert_one_line_error(run_cli("train", "mnist", "--precision", "half", "--print-config"), 2, "--precision must be")

@@ -134,3 +134,23 @@ def test_bad_tune_options_are_one_line_errors(tmp_path):
     bad.write_text("[lr]\nlow = 0.001\nhigh = 0.01\n")
     assert_one_line_error(run_cli("tune", "mnist", "--sampler", "grid", "--space", str(bad), "--out", str(tmp_path)), 2, "grid needs")
     assert_one_line_error(run_cli("tune", "mnist", "--storage", "nonsense", "--out", str(tmp_path)), 2, "--storage takes")
+
+
+def test_tuning_a_speech_model(tmp_path):
+    path = tmp_path / "speech.toml"
+    path.write_text("replace = true\n[hidden]\nchoices = [16, 32]\n[lr]\nlow = 1e-3\nhigh = 5e-3\nlog = true\n")
+    proc = run_cli("tune", "fsdd", "--trials", "2", "--limit", "200", "--epochs", "1", "--space", str(path),
+                   "--out", str(tmp_path / "tune"), "--json")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert [t["state"] for t in result["trials"]] == ["complete", "complete"]
+    config = tomllib.loads((tmp_path / "tune" / "best.toml").read_text())
+    assert config["dataset"] == "fsdd" and config["model"] == "lstm" and config["model_options"]["hidden"] in (16, 32)
+
+
+def test_a_new_study_starts_from_the_default_config(tmp_path):
+    proc = run_cli("tune", "mnist", "--trials", "1", "--limit", "500", "--epochs", "1", "--out", str(tmp_path / "t"), "--json")
+    assert proc.returncode == 0, proc.stderr
+    (trial,) = json.loads(proc.stdout)["trials"]
+    assert trial["params"] == {"filters_1": 32, "filters_2": 64, "filters_3": 128, "dense": 128, "dropout_conv": 0.25,
+                               "dropout_dense": 0.5, "lr": 0.001, "optimizer": "adam", "batch_size": 64}

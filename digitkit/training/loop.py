@@ -73,6 +73,43 @@ def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per
     )
 
 
+@dataclass(frozen=True)
+class Precision:
+    """Mixed precision for a run: autocast's device type and dtype (None: plain fp32), and whether the loss needs
+    scaling (fp16 only)."""
+
+    device_type: str = "cpu"
+    dtype: torch.dtype | None = None
+
+    @property
+    def scaled(self) -> bool:
+        return self.dtype == torch.float16
+
+    def autocast(self):
+        return torch.autocast(self.device_type, dtype=self.dtype or torch.float32, enabled=self.dtype is not None)
+
+
+def pick_precision(name: str, device: torch.device) -> Precision:
+    """auto: bf16 on a CUDA GPU that has it, else fp16 on CUDA; fp32 on CPU and MPS, where autocast rarely pays."""
+    from digitkit.errors import DigitkitError
+
+    if name == "auto":
+        if device.type != "cuda":
+            return Precision(device.type)
+        return Precision("cuda", torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
+    if name == "fp32":
+        return Precision(device.type)
+    if name == "bf16":
+        if device.type not in ("cpu", "cuda"):
+            raise DigitkitError(f"--precision bf16 needs a CPU or CUDA device, not {device.type}")
+        return Precision(device.type, torch.bfloat16)
+    if name == "fp16":
+        if device.type != "cuda":
+            raise DigitkitError("--precision fp16 needs a CUDA GPU; on a CPU use bf16 or fp32")
+        return Precision("cuda", torch.float16)
+    raise DigitkitError(f"--precision must be auto, fp32, bf16 or fp16, not {name!r}")
+
+
 def train_one_epoch(
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -82,16 +119,27 @@ def train_one_epoch(
     per_batch_scheduler: Any = None,
     order: torch.Generator | None = None,
     world: World = World(),
+    precision: Precision = Precision(),
+    scaler: Any = None,
 ) -> tuple[float, float]:
     model.train()
     total_loss, total_correct, seen = 0.0, 0.0, 0
     for step, (inputs, targets, n) in enumerate(task.train_batches(cfg.batch_size, order, world)):
-        loss, correct = task.loss(model, inputs, targets, cfg.label_smoothing)
+        with precision.autocast():
+            loss, correct = task.loss(model, inputs, targets, cfg.label_smoothing)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        if scaler is not None:  # fp16: scale the loss so small gradients survive, unscale before clipping
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
+        else:
+            loss.backward()
         if cfg.grad_clip:
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        optimizer.step()
+        if scaler is not None:
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            optimizer.step()
         if per_batch_scheduler is not None:
             per_batch_scheduler.step()
         total_loss += loss.detach() * n
@@ -113,10 +161,14 @@ def fit(
     reporter: Any,
     on_epoch_end: Callable[[LoopState], None],
     world: World = World(),
+    net: torch.nn.Module | None = None,
+    precision: Precision = Precision(),
 ) -> LoopState:
     """Train until `cfg.epochs`, early stopping or the target accuracy; call `on_epoch_end` after each epoch.
-    `model` may be wrapped in DistributedDataParallel; weights are kept and validated on the bare model."""
-    net = getattr(model, "module", model)
+    `model` may be wrapped (DistributedDataParallel, torch.compile); `net` is the bare model, whose weights are
+    kept and which validates."""
+    net = net if net is not None else model
+    scaler = torch.amp.GradScaler(precision.device_type) if precision.scaled else None
     steps = task.steps_per_epoch(cfg.batch_size)
     if state.best_weights is None:
         state.best_weights = copy.deepcopy(net.state_dict())
@@ -130,8 +182,10 @@ def fit(
         task.set_epoch(epoch, cfg.epochs)
         reporter.epoch_started(epoch, cfg.epochs, steps)
         per_batch = scheduler if cfg.schedule == "onecycle" else None
-        train_loss, train_acc = train_one_epoch(model, optimizer, task, cfg, reporter.batch_done, per_batch, order, world)
-        validation = world.share(task.validate(net) if world.is_main else None)
+        train_loss, train_acc = train_one_epoch(model, optimizer, task, cfg, reporter.batch_done, per_batch, order, world,
+                                                precision, scaler)
+        with precision.autocast():
+            validation = world.share(task.validate(net) if world.is_main else None)
         has_val = validation is not None
         val_loss, val_acc = validation if has_val else (train_loss, train_acc)
         monitored = val_loss

@@ -156,3 +156,32 @@ def to_options(values: dict[str, Any], model_config: type) -> dict[str, Any]:
     if model_options:
         options["model_options"] = model_options
     return options
+
+
+def starting_point(space: dict[str, dict[str, Any]], cfg: TrainConfig, model_config: type) -> dict[str, Any] | None:
+    """The run's own config (the family's defaults plus any base options) as values of the space, to be the
+    study's first trial: the best trial is then never worse than the defaults on validation. None when a
+    default lies outside the space."""
+    defaults = {f.name: f.default for f in dataclasses.fields(model_config)}
+    options = {**defaults, **cfg.model_options}
+    values: dict[str, Any] = {}
+    for name, spec in space.items():
+        match = re.fullmatch(r"(.+)_(\d+)", name)
+        if name in _TRAIN_FIELDS:
+            value = getattr(cfg, name)
+        elif match and isinstance(options.get(match.group(1)), (list, tuple)):
+            entries = list(options[match.group(1)])
+            index = int(match.group(2)) - 1
+            value = entries[index] if index < len(entries) else 0
+        elif name in options:
+            value = options[name]
+        else:
+            return None
+        kind = _kind(name, spec)
+        if kind == "categorical":
+            if value not in spec["choices"]:
+                return None
+        elif isinstance(value, bool) or not isinstance(value, (int, float)) or not spec["low"] <= value <= spec["high"]:
+            return None
+        values[name] = value
+    return values

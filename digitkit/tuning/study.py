@@ -163,7 +163,7 @@ def tune(
     from digitkit import api
     from digitkit.configfile import to_toml
     from digitkit.models.registry import config_class
-    from digitkit.tuning.space import load_space, suggest, to_options
+    from digitkit.tuning.space import load_space, starting_point, suggest, to_options
 
     reporter = reporter or Reporter()
     if sampler not in SAMPLERS:
@@ -194,6 +194,10 @@ def tune(
     url, store = _storage(storage, out)
     name = study_name or f"{cfg.dataset}-{cfg.model}"
     study, created = _open_study(store, name, sampler, search, seed, _pruner(pruner, cfg.epochs))
+    if created and sampler != "grid":
+        start = starting_point(search, cfg, config_class(cfg.model))
+        if start is not None:  # trial 0 is the default config, so the best is never worse on validation
+            study.enqueue_trial(start)
     _fail_orphans(study, reporter)
     done = len(_counted(study))
     reporter.info(f"study {name!r} in {url}: {'new' if created else f'{done} trial(s) already'}; "
