@@ -55,10 +55,11 @@ def prepare_image(cfg: TrainConfig, folder: Path, device: torch.device, allow_do
     reporter.info(f"{spec.title}: {len(splits.train_y):,} train / {len(splits.test_y):,} test images from {splits.source}")
     if splits.note:
         reporter.warn(splits.note)
-    x, y = splits.train_x, splits.train_y
+    # the validation split comes from the whole training set, and --limit caps only what is trained on: a quick
+    # run (or a tuning trial) is then judged on as many held-out images as a full one, not on a noisy few
+    train_x, train_y, val_x, val_y = split_holdout(splits.train_x, splits.train_y, cfg.val_split, cfg.seed)
     if cfg.limit is not None:
-        x, y = x[: cfg.limit], y[: cfg.limit]
-    train_x, train_y, val_x, val_y = split_holdout(x, y, cfg.val_split, cfg.seed)
+        train_x, train_y = train_x[: cfg.limit], train_y[: cfg.limit]
     if device.type != "cpu":  # keep the whole dataset resident on the accelerator
         train_x, train_y, val_x, val_y = (t.to(device) for t in (train_x, train_y, val_x, val_y))
     norm = Normalization(spec.mean, spec.std)
