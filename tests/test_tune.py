@@ -65,7 +65,7 @@ def test_study_finishes_prunes_and_writes_a_config_train_accepts(tmp_path):
     best = result["best"]
     assert best["value"] == max(t["value"] for t in result["trials"][:3])
     config = tomllib.loads((out / "best.toml").read_text())
-    assert config["model_options"]["filters"] == [8, 16] and config["lr"] == best["params"]["lr"]
+    assert config["model_options"]["filters"] == [8, 16] and config["lr"] == pytest.approx(best["params"]["lr"], rel=1e-12)
     assert "limit" not in config and config["epochs"] == 50  # the full run's budget, not the trials'
     assert (tmp_path / "plots" / "optimization-history.png").stat().st_size > 1000
     again = run_cli("train", "--config", str(out / "best.toml"), "--print-config")

@@ -65,8 +65,10 @@ def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per
     """plateau: cut the LR after `lr_patience` epochs without improvement, as Keras does (torch waits one epoch
     more); onecycle: warm up to `lr` and anneal to almost zero over all the run's batches."""
     if cfg.schedule == "onecycle":
+        # each phase needs a step or more: very short runs (a tiny --limit, one epoch) stretch the warm-up
+        total = max(cfg.epochs * steps_per_epoch, 4)
         return torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch, pct_start=0.25, div_factor=10, final_div_factor=100
+            optimizer, max_lr=cfg.lr, total_steps=total, pct_start=max(0.25, 2 / total), div_factor=10, final_div_factor=100
         )
     return torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimizer, mode="min", factor=cfg.lr_factor, patience=max(0, cfg.lr_patience - 1), min_lr=cfg.min_lr

@@ -138,6 +138,8 @@ def to_options(values: dict[str, Any], model_config: type) -> dict[str, Any]:
     model_options: dict[str, Any] = {}
     lists: dict[str, dict[int, Any]] = {}
     for name, value in values.items():
+        if isinstance(value, float):
+            value = float(f"{value:.15g}")  # stepped floats come back as 0.30000000000000004
         if name in _TRAIN_FIELDS:
             options[name] = value
             continue
