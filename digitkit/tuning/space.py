@@ -23,13 +23,15 @@ from digitkit.training.config import TrainConfig
 _TRAIN_FIELDS = {f.name for f in dataclasses.fields(TrainConfig)} - {"dataset", "model", "preset", "model_options"}
 
 # Like the seed's Keras Tuner space (filters per conv block, dense units, dropouts, learning rate, optimizer)
-# plus batch size; each family's default model lies inside its space.
+# plus batch size; each family's default model lies inside its space. The cnn sizes start at the default's:
+# short trials favour small nets that learn fast but end lower (a first space down to 16 filters and 64 dense
+# units picked 64-64-64/64, which trained in full to 99.53 % against the default's 99.60 %).
 DEFAULT_SPACES: dict[str, dict[str, dict[str, Any]]] = {
     "cnn": {
-        "filters_1": {"choices": [16, 32, 64, 128]},
-        "filters_2": {"choices": [32, 64, 128, 192]},
-        "filters_3": {"choices": [64, 128, 192, 256]},
-        "dense": {"choices": [64, 128, 256, 512]},
+        "filters_1": {"choices": [32, 64, 96, 128]},
+        "filters_2": {"choices": [64, 128, 192, 256]},
+        "filters_3": {"choices": [128, 192, 256]},
+        "dense": {"choices": [128, 256, 512]},
         "dropout_conv": {"low": 0.1, "high": 0.5, "step": 0.05},
         "dropout_dense": {"low": 0.2, "high": 0.6, "step": 0.05},
         "lr": {"low": 3e-4, "high": 1e-2, "log": True},
