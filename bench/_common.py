@@ -36,7 +36,8 @@ def report(rows: list[tuple], baseline: str, ours: str, target: float, max_epoch
     if not mine_ok:
         print(f"ratio: undefined: {ours} did not reach the target in every round")
     elif base_ok:
-        print(f"ratio: {ours} reaches {target:.1%} in {mine / base:.3f}x the {baseline}'s time ({base / mine:.1f}x faster)")
+        pace = f"{base / mine:.1f}x faster" if mine <= base else f"{mine / base:.1f}x slower"
+        print(f"ratio: {ours} reaches {target:.1%} in {mine / base:.3f}x the {baseline}'s time ({pace})")
     else:
         print(f"ratio: the {baseline} did not reach {target:.1%} within {max_epochs} epochs in every round; "
               f"{ours} took at most {mine / base:.3f}x that time (at least {base / mine:.1f}x faster)")
