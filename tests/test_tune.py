@@ -85,7 +85,10 @@ def test_killed_study_resumes_from_its_sqlite_file(tmp_path):
         while time.time() < deadline:
             time.sleep(0.3)
             if (out / "study.db").exists():
-                states = [t.state.name for t in load(out).trials]
+                try:
+                    states = [t.state.name for t in load(out).trials]
+                except KeyError:  # the file exists, the study is still being created in it
+                    continue
                 if "COMPLETE" in states and "RUNNING" in states:
                     break
         else:
