@@ -10,6 +10,24 @@ from typing import Callable
 Run = Callable[[int], tuple[float, float, int, bool]]
 
 
+def digitkit_run(dataset: str, label: str, data_dir, target: float, seed: int, **options) -> tuple[float, float, int, bool]:
+    """One timed `digitkit.api.train` call (the whole call: data, training, test) -> a Run's tuple."""
+    import sys
+    import tempfile
+    import time
+    from pathlib import Path
+
+    from digitkit import api
+
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        result = api.train(dataset, data_dir=data_dir, out=Path(tmp) / "run.safetensors", seed=seed, **options)
+        seconds = time.perf_counter() - start
+    accuracy = result.metrics["test_accuracy"]
+    print(f"  {label}: test accuracy {accuracy:.4f} at {seconds:.1f} s ({result.stop_reason})", file=sys.stderr)
+    return seconds, accuracy, result.metrics["epochs_run"], accuracy >= target
+
+
 def alternate(rounds: int, baseline: tuple[str, Run], ours: tuple[str, Run]) -> list[tuple]:
     rows = []
     for r in range(1, rounds + 1):

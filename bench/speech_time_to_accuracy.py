@@ -13,14 +13,13 @@ its accuracy the test figure that call reports (the CTC model is also a connecte
 from __future__ import annotations
 
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from _common import alternate, parse_args, report
+from _common import alternate, digitkit_run, parse_args, report
 
 
 class FsddClips(torch.utils.data.Dataset):
@@ -81,22 +80,11 @@ def baseline_run(data_dir: Path, target: float, max_epochs: int, seed: int) -> t
     return time.perf_counter() - start, best, max_epochs, False
 
 
-def digitkit_run(data_dir: Path, target: float, seed: int) -> tuple[float, float, int, bool]:
-    from digitkit import api
-
-    with tempfile.TemporaryDirectory() as tmp:
-        start = time.perf_counter()
-        result = api.train("fsdd", data_dir=data_dir, out=Path(tmp) / "fsdd.safetensors", seed=seed, target_accuracy=target)
-        seconds = time.perf_counter() - start
-    accuracy = result.metrics["test_accuracy"]
-    print(f"  digitkit train fsdd: test accuracy {accuracy:.4f} at {seconds:.1f} s ({result.stop_reason})", file=sys.stderr)
-    return seconds, accuracy, result.metrics["epochs_run"], accuracy >= target
-
-
 def main() -> None:
     args = parse_args(__doc__, 0.97, 40, "baseline")
     rows = alternate(args.rounds, ("baseline", lambda r: baseline_run(args.data_dir, args.target, args.max_epochs, r)),
-                     ("digitkit", lambda r: digitkit_run(args.data_dir, args.target, r - 1)))
+                     ("digitkit", lambda r: digitkit_run("fsdd", "digitkit train fsdd", args.data_dir, args.target, r - 1,
+                                                               target_accuracy=args.target)))
     report(rows, "baseline", "digitkit", args.target, args.max_epochs)
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from _common import alternate, parse_args, report
+from _common import alternate, digitkit_run, parse_args, report
 
 
 class ReferenceNet(nn.Module):
@@ -82,22 +82,10 @@ def reference_run(data_dir: Path, target: float, max_epochs: int, seed: int) -> 
         return time.perf_counter() - start, best, max_epochs, False
 
 
-def digitkit_run(data_dir: Path, target: float, seed: int) -> tuple[float, float, int, bool]:
-    from digitkit import api
-
-    with tempfile.TemporaryDirectory() as tmp:
-        start = time.perf_counter()
-        result = api.train("mnist", preset="fast", data_dir=data_dir, out=Path(tmp) / "fast.safetensors", seed=seed)
-        seconds = time.perf_counter() - start
-    accuracy = result.metrics["test_accuracy"]
-    print(f"  digitkit --preset fast: test accuracy {accuracy:.4f} at {seconds:.1f} s", file=sys.stderr)
-    return seconds, accuracy, result.metrics["epochs_run"], accuracy >= target
-
-
 def main() -> None:
     args = parse_args(__doc__, 0.99, 6, "reference")
     rows = alternate(args.rounds, ("reference", lambda r: reference_run(args.data_dir, args.target, args.max_epochs, r)),
-                     ("digitkit fast", lambda r: digitkit_run(args.data_dir, args.target, r)))
+                     ("digitkit fast", lambda r: digitkit_run("mnist", "digitkit --preset fast", args.data_dir, args.target, r, preset="fast")))
     report(rows, "reference", "digitkit fast", args.target, args.max_epochs)
 
 
