@@ -48,17 +48,23 @@ def check_options(data: dict[str, Any], source: str) -> dict[str, Any]:
         raise DigitkitError(f"{source}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
     if "model_options" in data and not isinstance(data["model_options"], dict):
         raise DigitkitError(f"{source}: model_options must be a table, e.g. [model_options] filters = [32, 64]")
-    defaults = TrainConfig()
+    types = _field_types()
     for key, value in data.items():
-        default = getattr(defaults, key)
         if key == "model_options" or value is None:
             continue
-        expected = type(default) if default is not None else None
-        if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        # the annotation names the type even where the default is None ("int | None", "list[str] | None")
+        expected = types[key].split("|")[0].strip()
+        if expected == "float" and isinstance(value, int) and not isinstance(value, bool):
             data[key] = float(value)
-        elif expected is not None and not isinstance(value, expected):
-            raise DigitkitError(f"{source}: {key} must be {expected.__name__}, not {type(value).__name__} ({value!r})")
+        elif expected == "list[str]":
+            if not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
+                raise DigitkitError(f"{source}: {key} must be a list of strings, not {value!r}")
+        elif expected in _TYPES and (not isinstance(value, _TYPES[expected]) or (expected == "int" and isinstance(value, bool))):
+            raise DigitkitError(f"{source}: {key} must be {expected}, not {type(value).__name__} ({value!r})")
     return dict(data)
+
+
+_TYPES = {"int": int, "float": float, "str": str, "bool": bool}
 
 
 def config_from_checkpoint(path: str | os.PathLike) -> dict[str, Any]:

@@ -50,6 +50,7 @@ def test_bad_config_files_are_one_line_errors(tmp_path):
         "unknown.toml": ('epochz = 3\n', "unknown key(s) epochz"),
         "broken.toml": ('epochs = \n', "not valid TOML"),
         "typed.toml": ('epochs = "three"\n', "epochs must be int"),
+        "optional.toml": ('limit = "abc"\n', "limit must be int"),
         "options.toml": ('model_options = 3\n', "model_options must be a table"),
     }
     for name, (text, needle) in cases.items():
