@@ -184,7 +184,7 @@ def _train(cfg: TrainConfig, out: Path, previous: Any, resume: Any, dev: Any, wo
     from digitkit.training.prepare import prepare_image, prepare_speech
     from digitkit.training.state import optimizer_from_tensors, optimizer_to_tensors
 
-    precision = pick_precision(cfg.precision, dev)
+    precision = pick_precision(cfg.precision, dev, convolutional=not is_speech(cfg.dataset))
     if world.is_main:
         _check_writable(out)
     torch.manual_seed(cfg.seed)
@@ -357,7 +357,7 @@ def evaluate(
     splits = load(spec, resolve_data_dir(data_dir), allow_download=allow_download)
     reporter.info(f"evaluating {path} on the {spec.title} test set ({len(splits.test_y):,} images)")
     norm = Normalization(tuple(ckpt.input["mean"]), tuple(ckpt.input["std"]))
-    logits = logits_for(model, splits.test_x, norm, dev, batch_size)
+    logits = logits_for(model, splits.test_x, norm, dev, batch_size, ckpt.input.get("tta", []))
     loss, acc = loss_and_accuracy(logits, splits.test_y)
     conf = confusion_matrix(splits.test_y, logits.argmax(1), len(ckpt.classes))
     result = EvalResult(
@@ -461,6 +461,7 @@ def predict(
     from digitkit.data.preprocess import open_image, to_input
     from digitkit.data.transforms import normalize
     from digitkit.device import pick_device
+    from digitkit.training.image_task import augmented_logits
 
     if top_k < 1:
         raise DigitkitError("--top-k must be at least 1")
@@ -472,6 +473,7 @@ def predict(
     classes = ckpt.classes
     k = min(top_k, len(classes))
     mean, std = tuple(ckpt.input["mean"]), tuple(ckpt.input["std"])
+    tta = ckpt.input.get("tta", [])
     for chunk in _chunks((str(p) for p in paths), batch_size):
         arrays: list[Any] = []
         for path in chunk:
@@ -484,8 +486,8 @@ def predict(
         if good:
             batch = torch.from_numpy(np.stack(good)).to(dev)
             with torch.inference_mode():
-                x = normalize(batch, mean, std).contiguous(memory_format=torch.channels_last)
-                probs = torch.softmax(net(x).float(), dim=1).cpu()
+                x = normalize(batch, mean, std)
+                probs = torch.softmax(augmented_logits(net, x, tta), dim=1).cpu()
         row = 0
         for path, item in zip(chunk, arrays):
             if isinstance(item, Exception):

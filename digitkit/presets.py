@@ -11,12 +11,18 @@ from digitkit.errors import DigitkitError
 # 60 epochs of the stride-4 LSTM: 97.3 % single FSDD digits, 1.3 % WER on 3-7-digit strings, 456 s on 2 cores.
 _SPEECH_TRAIN = {"epochs": 60, "batch_size": 16, "lr": 3e-3, "schedule": "onecycle", "patience": 0, "grad_clip": 5.0}
 
+# The fast CIFAR-10 ResNet recipe: SGD with Nesterov momentum at a high peak LR, one-cycle, label smoothing
+# 0.2, reflect-padded shifts, flips and cutout; all training images (no validation split: a fixed schedule needs
+# no early stopping), and test-time flips and shifts. 40 epochs of 20,000 images take about 40 min on 2 AMX cores.
+_RESNET_TRAIN = {"epochs": 40, "batch_size": 256, "lr": 0.2, "optimizer": "sgd", "weight_decay": 5e-4, "schedule": "onecycle",
+                 "patience": 0, "label_smoothing": 0.2, "val_split": 0.0, "tta": True}
+
 # preset -> model family -> (model options, TrainConfig fields it changes)
 PRESETS: dict[str, dict[str, tuple[dict[str, Any], dict[str, Any]]]] = {
     # Sized so `digitkit train mnist` passes 99.3 % in about four minutes on a 2-core CPU.
     "default": {
         "cnn": ({"filters": [32, 64, 128], "dense": 128}, {}),
-        "resnet": ({}, {}),
+        "resnet": ({}, _RESNET_TRAIN),
         "lstm": ({}, _SPEECH_TRAIN),
         "gru": ({}, _SPEECH_TRAIN),
     },

@@ -26,3 +26,26 @@ def test_seed_sized_cnn_is_configurable():
 def test_unknown_model_option():
     with pytest.raises(DigitkitError, match="no option"):
         make_config("cnn", {"depth": 3})
+
+
+def test_resnet_stages_follow_widths_and_blocks():
+    from digitkit.models.resnet import Residual
+
+    cfg = make_config("resnet", {"stem": 16, "widths": [24, 32, 48], "blocks": [2, 0, 1]})
+    model = build_model("resnet", cfg)
+    stages = list(model.features)[1:]
+    assert [type(m).__name__ for m in stages] == ["Sequential", "Residual", "Residual", "Sequential", "Sequential", "Residual"]
+    assert [m.body[0][0].out_channels for m in stages if isinstance(m, Residual)] == [24, 24, 48]
+    assert model(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
+
+
+@pytest.mark.parametrize("options,message", [
+    ({"widths": [32, 64], "blocks": [1, 0, 1]}, "one blocks entry per stage"),
+    ({"widths": [8, 8, 8, 8, 8, 8], "blocks": [0] * 6}, "below one pixel"),
+])
+def test_resnet_rejects_inconsistent_options(tmp_path, data_dir, options, message):
+    from digitkit import api
+
+    with pytest.raises(DigitkitError, match=message):
+        api.train("cifar10", model="resnet", model_options=options, out=tmp_path / "r.safetensors", data_dir=data_dir,
+                  limit=10, epochs=1)

@@ -129,9 +129,10 @@ def test_cli_json_and_plain_epoch_lines(tmp_path):
 
 def test_resnet_on_cifar10_trains_and_loads(tmp_path, data_dir):
     result = api.train("cifar10", model="resnet", out=tmp_path / "r.safetensors", data_dir=data_dir, limit=300, epochs=1,
-                       model_options={"widths": [8, 16], "blocks_per_stage": 1})
+                       model_options={"stem": 8, "widths": [8, 16], "blocks": [1, 0]})
     ckpt = ckpt_io.load(result.checkpoint)
     assert ckpt.model_config["widths"] == [8, 16] and ckpt.input["preprocess"] == "rgb"
+    assert ckpt.input["tta"] == ["flip", "shift"]  # the resnet recipe scores on mirrored and shifted copies
     assert ckpt.metrics["dataset_note"].startswith("partial CIFAR-10")
     assert ckpt.build_model()(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
 

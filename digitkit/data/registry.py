@@ -19,6 +19,8 @@ class Augment:
     scale: float = 0.0
     hflip: bool = False
     integer_shift: bool = False
+    padding: str = "zeros"  # what a shift brings in at the edges: grid_sample's "zeros" or "reflection"
+    cutout: int = 0  # side of a square zeroed at a random place in each image (0: none)
 
 
 @dataclass(frozen=True)
@@ -102,7 +104,7 @@ DATASETS: dict[str, ImageDataset] = {
         mean=(0.4914, 0.4822, 0.4465),
         std=(0.2470, 0.2435, 0.2616),
         preprocess="rgb",
-        augment=Augment(translate_px=4.0, hflip=True, integer_shift=True),
+        augment=Augment(translate_px=4.0, hflip=True, integer_shift=True, padding="reflection", cutout=8),
         folder="cifar-10-batches-py",
         files=(RemoteFile("cifar-10-python.tar.gz", "c58f30108f718f92721af3b95e74349a", _CIFAR_MIRRORS),),
     ),

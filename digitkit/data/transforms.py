@@ -19,7 +19,8 @@ def normalize(x: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) 
 
 
 def augment(x: torch.Tensor, spec: Augment) -> torch.Tensor:
-    """Random rotation/scale/shift (one affine warp per sample) and horizontal flips on a float batch in [0, 1]."""
+    """Random rotation/scale/shift (one affine warp per sample), horizontal flips and cutout on a float batch in
+    [0, 1]. Cutout fills its square with the batch's mean colour, which is about zero once normalized."""
     b, _, h, w = x.shape
     dev = x.device
     if spec.rotate_deg or spec.translate_px or spec.scale:
@@ -33,8 +34,33 @@ def augment(x: torch.Tensor, spec: Augment) -> torch.Tensor:
             [torch.stack([cos, -sin, shift[:, 0] * 2 / w], 1), torch.stack([sin, cos, shift[:, 1] * 2 / h], 1)], 1
         )
         grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-        x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        x = F.grid_sample(x, grid, mode="bilinear", padding_mode=spec.padding, align_corners=False)
     if spec.hflip:
         flip = torch.rand(b, device=dev) < 0.5
         x = torch.where(flip.view(-1, 1, 1, 1), x.flip(3), x)
+    if spec.cutout:
+        x = cutout(x, spec.cutout)
     return x
+
+
+def cutout(x: torch.Tensor, size: int) -> torch.Tensor:
+    """Blank a size x size square (clipped at the edges) centred at a random pixel of each image."""
+    b, _, h, w = x.shape
+    dev = x.device
+    top = torch.randint(0, h, (b, 1, 1), device=dev) - size // 2
+    left = torch.randint(0, w, (b, 1, 1), device=dev) - size // 2
+    rows = torch.arange(h, device=dev).view(1, h, 1)
+    cols = torch.arange(w, device=dev).view(1, 1, w)
+    inside = (rows >= top) & (rows < top + size) & (cols >= left) & (cols < left + size)
+    fill = x.mean(dim=(0, 2, 3), keepdim=True)
+    return torch.where(inside.unsqueeze(1), fill, x)
+
+
+def shifted(x: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
+    """The batch moved by whole pixels, its edges reflected in (test-time augmentation)."""
+    pad = max(abs(dy), abs(dx))
+    if pad == 0:
+        return x
+    h, w = x.shape[-2:]
+    padded = F.pad(x, (pad, pad, pad, pad), mode="reflect")
+    return padded[..., pad - dy : pad - dy + h, pad - dx : pad - dx + w]

@@ -1,4 +1,10 @@
-"""A small ResNet for 28x28 and 32x32 inputs: a 3x3 stem, stages of basic residual blocks, global pooling."""
+"""A small ResNet for 28x28 and 32x32 inputs, shaped like the fast CIFAR-10 ResNets (Myrtle.ai's ResNet-9): a
+full-resolution stem, then stages that widen with a 3x3 conv and halve the resolution with a max-pool, each
+followed by residual blocks whose skip is the identity; global max-pooling and a scaled linear classifier.
+
+Pooling instead of strided convolutions and identity-only skips keep every residual block cheap; scaling the
+logits down lets SGD run at a high learning rate with label smoothing from the first step.
+"""
 
 from __future__ import annotations
 
@@ -13,46 +19,52 @@ class ResNetConfig:
     in_channels: int = 3
     num_classes: int = 10
     image_size: int = 32
-    widths: tuple[int, ...] = (32, 64, 128)  # one stage per entry; every stage after the first halves the resolution
-    blocks_per_stage: int = 2
-    dropout: float = 0.0
+    stem: int = 64  # channels of the full-resolution 3x3 conv
+    widths: tuple[int, ...] = (128, 256, 512)  # one stage per entry: conv to this width, then 2x2 max-pool
+    blocks: tuple[int, ...] = (1, 0, 1)  # residual blocks (two 3x3 convs each) after each stage's pooling
+    dropout: float = 0.0  # before the classifier
+    logit_scale: float = 0.125
+
+    def __post_init__(self) -> None:
+        if len(self.blocks) != len(self.widths):
+            raise ValueError(f"resnet needs one blocks entry per stage: widths has {len(self.widths)}, blocks {len(self.blocks)}")
+        if not self.widths or min(self.widths) < 1 or self.stem < 1 or min(self.blocks) < 0:
+            raise ValueError("resnet widths and stem must be positive and blocks non-negative")
+        if self.image_size >> len(self.widths) < 1:
+            raise ValueError(f"{len(self.widths)} stages halve a {self.image_size}-pixel image below one pixel")
 
 
-class BasicBlock(nn.Module):
-    def __init__(self, cin: int, cout: int, stride: int):
+def conv_bn(cin: int, cout: int, pool: bool = False) -> nn.Sequential:
+    layers: list[nn.Module] = [nn.Conv2d(cin, cout, 3, padding=1, bias=False)]
+    if pool:
+        layers.append(nn.MaxPool2d(2))
+    layers += [nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+    return nn.Sequential(*layers)
+
+
+class Residual(nn.Module):
+    def __init__(self, channels: int):
         super().__init__()
-        self.conv1 = nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(cout)
-        self.conv2 = nn.Conv2d(cout, cout, 3, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(cout)
-        self.relu = nn.ReLU(inplace=True)
-        self.shortcut: nn.Module = nn.Identity()
-        if stride != 1 or cin != cout:
-            self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride=stride, bias=False), nn.BatchNorm2d(cout))
+        self.body = nn.Sequential(conv_bn(channels, channels), conv_bn(channels, channels))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        return self.relu(out + self.shortcut(x))
+        return x + self.body(x)
 
 
 class ResNet(nn.Module):
     def __init__(self, config: ResNetConfig):
         super().__init__()
         self.config = config
-        first = config.widths[0]
-        self.stem = nn.Sequential(
-            nn.Conv2d(config.in_channels, first, 3, padding=1, bias=False), nn.BatchNorm2d(first), nn.ReLU(inplace=True)
-        )
-        stages, cin = [], first
-        for i, width in enumerate(config.widths):
-            for j in range(config.blocks_per_stage):
-                stages.append(BasicBlock(cin, width, stride=2 if (i > 0 and j == 0) else 1))
-                cin = width
-        self.stages = nn.Sequential(*stages)
+        layers: list[nn.Module] = [conv_bn(config.in_channels, config.stem)]
+        cin = config.stem
+        for width, blocks in zip(config.widths, config.blocks):
+            layers.append(conv_bn(cin, width, pool=True))
+            layers += [Residual(width) for _ in range(blocks)]
+            cin = width
+        self.features = nn.Sequential(*layers)
         self.head = nn.Sequential(
-            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(config.dropout), nn.Linear(cin, config.num_classes)
+            nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Dropout(config.dropout), nn.Linear(cin, config.num_classes, bias=False)
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.stages(self.stem(x)))
+        return self.head(self.features(x)) * self.config.logit_scale

@@ -27,6 +27,7 @@ class TrainConfig:
     label_smoothing: float = 0.0
     grad_clip: float | None = None  # clip the gradient's global norm (recurrent CTC models need it)
     augment: bool = True
+    tta: bool = False  # images: score the test set (and predictions) on mirrored and shifted copies too
     seed: int = 0
     limit: int | None = None
     target_accuracy: float | None = None  # stop once val accuracy reaches this

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from digitkit.data.registry import Augment
 from digitkit.data.transforms import augment as augment_batch
-from digitkit.data.transforms import normalize
+from digitkit.data.transforms import normalize, shifted
 from digitkit.training.distributed import World, shard
 
 
@@ -28,11 +28,35 @@ def _to_input(x: torch.Tensor, norm: Normalization, device: torch.device, aug: A
     return normalize(x, norm.mean, norm.std).contiguous(memory_format=torch.channels_last)
 
 
+def tta_views(hflip: bool) -> list[str]:
+    """Test-time augmentation for a dataset: mirrored copies only where training mirrored the images."""
+    return ["flip", "shift"] if hflip else ["shift"]
+
+
+def augmented_logits(model: torch.nn.Module, x: torch.Tensor, tta: list[str] | tuple[str, ...] = ()) -> torch.Tensor:
+    """Mean logits over test-time views of a normalized batch: as is, mirrored ("flip"), and moved one pixel
+    up-left and down-right ("shift", half weight each). No views: the plain logits."""
+    views = [(x, 1.0)]
+    if "flip" in tta:
+        views.append((x.flip(3), 1.0))
+    if "shift" in tta:
+        for d in (-1, 1):
+            moved = shifted(x, d, d)
+            views += [(moved, 0.5), (moved.flip(3), 0.5)] if "flip" in tta else [(moved, 1.0)]
+    total = sum(w for _, w in views)
+    out = None
+    for view, weight in views:
+        logits = model(view.contiguous(memory_format=torch.channels_last)).float() * (weight / total)
+        out = logits if out is None else out + logits
+    return out
+
+
 @torch.inference_mode()
-def logits_for(model: torch.nn.Module, x: torch.Tensor, norm: Normalization, device: torch.device, batch_size: int = 1000) -> torch.Tensor:
-    """Logits for a whole uint8 tensor, in bounded batches, on the CPU."""
+def logits_for(model: torch.nn.Module, x: torch.Tensor, norm: Normalization, device: torch.device, batch_size: int = 1000,
+               tta: list[str] | tuple[str, ...] = ()) -> torch.Tensor:
+    """Logits for a whole uint8 tensor, in bounded batches, on the CPU, averaged over the `tta` views."""
     model.eval()
-    out = [model(_to_input(x[i : i + batch_size], norm, device)).float().cpu() for i in range(0, len(x), batch_size)]
+    out = [augmented_logits(model, _to_input(x[i : i + batch_size], norm, device), tta).cpu() for i in range(0, len(x), batch_size)]
     return torch.cat(out) if out else torch.empty(0)
 
 

@@ -34,7 +34,7 @@ def _model_config(cfg: TrainConfig, base: dict[str, Any]) -> Any:
 
     try:
         return make_config(cfg.model, {**base, **cfg.model_options})
-    except TypeError as exc:
+    except (TypeError, ValueError) as exc:
         raise DigitkitError(f"bad model option: {exc}") from None
 
 
@@ -48,7 +48,7 @@ def split_holdout(x: torch.Tensor, y: torch.Tensor, val_split: float, seed: int)
 
 def prepare_image(cfg: TrainConfig, folder: Path, device: torch.device, allow_download: bool, reporter: Any) -> Prepared:
     from digitkit.data.registry import get_dataset, load
-    from digitkit.training.image_task import ImageTask, Normalization, logits_for, loss_and_accuracy
+    from digitkit.training.image_task import ImageTask, Normalization, logits_for, loss_and_accuracy, tta_views
 
     spec = get_dataset(cfg.dataset)
     splits = load(spec, folder, allow_download=allow_download)
@@ -64,9 +64,10 @@ def prepare_image(cfg: TrainConfig, folder: Path, device: torch.device, allow_do
         train_x, train_y, val_x, val_y = (t.to(device) for t in (train_x, train_y, val_x, val_y))
     norm = Normalization(spec.mean, spec.std)
     task = ImageTask(train_x, train_y, val_x, val_y, norm, spec.augment if cfg.augment else None, device)
+    tta = tta_views(spec.augment.hflip) if cfg.tta else []
 
     def test(model: torch.nn.Module) -> dict[str, Any]:
-        loss, accuracy = loss_and_accuracy(logits_for(model, splits.test_x, norm, device), splits.test_y)
+        loss, accuracy = loss_and_accuracy(logits_for(model, splits.test_x, norm, device, tta=tta), splits.test_y)
         return {"test_accuracy": accuracy, "test_loss": loss, "test_samples": len(splits.test_y)}
 
     return Prepared(
@@ -75,7 +76,7 @@ def prepare_image(cfg: TrainConfig, folder: Path, device: torch.device, allow_do
         dataset=spec.name,
         classes=list(spec.classes),
         input_meta={"kind": "image", "channels": spec.channels, "size": spec.size, "mean": list(spec.mean),
-                    "std": list(spec.std), "preprocess": spec.preprocess},
+                    "std": list(spec.std), "preprocess": spec.preprocess, "tta": tta},
         data_info={"source": splits.source, "note": splits.note, "train": len(train_y), "val": len(val_y)},
         test=test,
         channels_last=True,

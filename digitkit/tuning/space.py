@@ -38,15 +38,15 @@ DEFAULT_SPACES: dict[str, dict[str, dict[str, Any]]] = {
         "optimizer": {"choices": ["adam", "adamw", "sgd"]},
         "batch_size": {"choices": [32, 64, 128, 256]},
     },
-    "resnet": {
-        "widths_1": {"choices": [16, 32, 64]},
-        "widths_2": {"choices": [32, 64, 128]},
-        "widths_3": {"choices": [64, 128, 256]},
-        "blocks_per_stage": {"low": 1, "high": 3},
+    "resnet": {  # the stage layout (blocks) stays as set: 0 is a real value there, not "drop this stage"
+        "stem": {"choices": [32, 64]},
+        "widths_1": {"choices": [64, 128]},
+        "widths_2": {"choices": [128, 256]},
+        "widths_3": {"choices": [256, 512]},
         "dropout": {"low": 0.0, "high": 0.3, "step": 0.05},
-        "lr": {"low": 3e-4, "high": 3e-2, "log": True},
-        "optimizer": {"choices": ["adam", "adamw", "sgd"]},
-        "batch_size": {"choices": [64, 128, 256]},
+        "lr": {"low": 0.02, "high": 0.5, "log": True},
+        "label_smoothing": {"low": 0.0, "high": 0.3, "step": 0.05},
+        "batch_size": {"choices": [128, 256, 512]},
     },
     "lstm": {
         "hidden": {"choices": [64, 128, 192, 256]},

@@ -177,6 +177,9 @@ def tune(
     base = dict(base or {})
     base.update({k: v for k, v in {"model": model, "epochs": epochs, "limit": limit, "seed": seed}.items() if v is not None})
     cfg = api.resolve_config(dataset, **base)  # checks the dataset, model and options before any trial
+    recipe_has_no_val = cfg.val_split <= 0 and "val_split" not in base
+    if recipe_has_no_val:  # e.g. the resnet recipe trains on every image; trials still need held-out data
+        cfg = api.resolve_config(dataset, **{**base, "val_split": 0.1})
     if cfg.val_split <= 0:
         raise DigitkitError("tuning scores trials on validation data: give a --val-split above 0")
     search = load_space(cfg.model, space)
@@ -216,7 +219,7 @@ def tune(
             study.optimize(objective, n_trials=1, catch=(DigitkitError,))
         except KeyboardInterrupt:  # Optuna has marked the running trial failed; the next run repeats it
             raise TuningInterrupted(f"interrupted; finished trials are kept in {out}: run the same command to continue the study") from None
-    best = _best(study, cfg, out, to_toml)
+    best = _best(study, cfg, out, to_toml, recipe_has_no_val)
     rows = trial_rows(study)
     if plot is not None:
         write_plots(study, Path(plot), reporter)
@@ -298,9 +301,10 @@ class _Objective:
         return value
 
 
-def _best(study: Any, cfg: Any, out: Path, to_toml: Any) -> dict[str, Any] | None:
+def _best(study: Any, cfg: Any, out: Path, to_toml: Any, recipe_val_split: bool = False) -> dict[str, Any] | None:
     """The best finished trial, its config written as best.toml: the study's fixed options and the trial's
-    values, but the full run's epochs and no --limit (the trials' short budget is not the final recipe)."""
+    values, but the full run's epochs and no --limit (the trials' short budget is not the final recipe), and
+    the recipe's own val split where only the trials needed one."""
     from optuna.trial import TrialState
 
     from digitkit import api
@@ -315,7 +319,8 @@ def _best(study: Any, cfg: Any, out: Path, to_toml: Any) -> dict[str, Any] | Non
     fixed = {k: v for k, v in cfg.to_dict().items() if k not in ("dataset", "epochs", "limit", "model_options")}
     model_options = {**cfg.model_options, **options.pop("model_options", {})}
     final = api.resolve_config(cfg.dataset, **{**fixed, **options, "model_options": model_options,
-                                               "epochs": None, "limit": None})
+                                               "epochs": None, "limit": None,
+                                               **({"val_split": None} if recipe_val_split else {})})
     path = out / "best.toml"
     header = (f"best of {len(complete)} finished trial(s) of study {study.study_name!r}: trial {top.number}, "
               f"val accuracy {top.value:.4f}\nrepeat it in full with: digitkit train --config {path}")
