@@ -133,6 +133,7 @@ def test_resnet_on_cifar10_trains_and_loads(tmp_path, data_dir):
     ckpt = ckpt_io.load(result.checkpoint)
     assert ckpt.model_config["widths"] == [8, 16] and ckpt.input["preprocess"] == "rgb"
     assert ckpt.input["tta"] == ["flip", "shift"]  # the resnet recipe scores on mirrored and shifted copies
+    assert api.evaluate(result.checkpoint, data_dir=data_dir).accuracy == pytest.approx(result.metrics["test_accuracy"])
     assert ckpt.metrics["dataset_note"].startswith("partial CIFAR-10")
     assert ckpt.build_model()(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
 
