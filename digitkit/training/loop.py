@@ -199,8 +199,8 @@ def fit(
         per_batch = scheduler if cfg.schedule == "onecycle" else None
         train_loss, train_acc = train_one_epoch(model, optimizer, task, cfg, reporter.batch_done, per_batch, order, world,
                                                 precision, scaler)
-        with precision.autocast():
-            validation = world.share(task.validate(net) if world.is_main else None)
+        # validation runs in fp32, as `evaluate` does: the history's val numbers are what the deployed weights score
+        validation = world.share(task.validate(net) if world.is_main else None)
         has_val = validation is not None
         val_loss, val_acc = validation if has_val else (train_loss, train_acc)
         monitored = val_loss
