@@ -166,9 +166,12 @@ def train(
     if not world.is_main:
         reporter = Reporter()
     try:
-        return _train(cfg, out, previous, resume, dev, world, data_dir, allow_download, reporter, epoch_callback, test)
-    finally:
-        distributed.leave(world)
+        result = _train(cfg, out, previous, resume, dev, world, data_dir, allow_download, reporter, epoch_callback, test)
+    except BaseException:
+        distributed.leave(world, finished=False)
+        raise
+    distributed.leave(world)
+    return result
 
 
 def _train(cfg: TrainConfig, out: Path, previous: Any, resume: Any, dev: Any, world: Any, data_dir: Any,

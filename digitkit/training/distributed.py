@@ -82,12 +82,24 @@ def local_device(device: torch.device) -> torch.device:
     return device
 
 
-def leave(world: World) -> None:
+def leave(world: World, finished: bool = True) -> None:
+    """Tear the group down: after a finished run in step on every rank (a barrier), and only after the DDP wrapper
+    is freed, since a gloo group whose last owner the garbage collector frees at interpreter exit, or whose peer
+    has already hung up, can abort the process (seen as SIGABRT after a finished run in CI). After an error there
+    is no barrier: the other ranks may never arrive, and torchrun stops them once this one exits."""
     if world.distributed:
+        import gc
+
         import torch.distributed as dist
 
         if dist.is_initialized():
-            dist.destroy_process_group()
+            gc.collect()  # DDP's reducer holds the group; free it now, not during interpreter shutdown
+            try:
+                if finished:
+                    dist.barrier()
+            finally:
+                dist.destroy_process_group()
+                gc.collect()
 
 
 def shard(items: Any, world: World) -> Any:
