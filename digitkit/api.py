@@ -82,7 +82,30 @@ def _resolve_config(dataset: str, options: dict[str, Any]) -> TrainConfig:
     values.update(dataset=dataset, model=model, preset=preset)
     cfg = TrainConfig(**values)
     _check_config(cfg)
+    _check_model_options(cfg, speech)
     return cfg
+
+
+def _check_model_options(cfg: TrainConfig, speech: bool) -> None:
+    """Build the model once on the meta device (no memory, no data), so a bad `-o` option fails at once instead of
+    after the dataset has loaded. The speech vocabulary comes from the data: a stand-in size is used here."""
+    import torch
+
+    from digitkit.data.registry import get_dataset
+    from digitkit.models.registry import build_model, make_config
+
+    if speech:
+        from digitkit.training.prepare import N_MELS
+
+        base = {"n_mels": N_MELS, "num_tokens": 11, "rnn": cfg.model}
+    else:
+        spec = get_dataset(cfg.dataset)
+        base = {"in_channels": spec.channels, "num_classes": len(spec.classes), "image_size": spec.size}
+    try:
+        with torch.device("meta"):
+            build_model(cfg.model, make_config(cfg.model, {**base, **cfg.model_options}))
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise DigitkitError(f"bad model options {cfg.model_options}: {exc}") from None
 
 
 def _check_config(cfg: TrainConfig) -> None:

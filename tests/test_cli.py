@@ -53,3 +53,11 @@ def test_unwritable_output_and_bad_model_sizes(tmp_path):
     assert_one_line_error(run_cli("train", "mnist", "--limit", "100", "--epochs", "1", "--out", str(tmp_path / "taken")),
                           2, "cannot write checkpoint")
     assert_one_line_error(run_cli("train", "mnist", "--limit", "100", "-o", "filters=abc"), 2, "bad model options")
+
+
+def test_bad_model_options_fail_before_any_data_is_read(tmp_path):
+    # an empty data dir: were the data loaded first, this would be the missing-files error instead
+    empty = str(tmp_path)
+    assert_one_line_error(run_cli("train", "cifar10", "--model", "resnet", "--data-dir", empty, "-o", "widths=64,128"),
+                          2, "one blocks entry per stage")
+    assert_one_line_error(run_cli("train", "fsdd", "--data-dir", empty, "-o", "layers=0"), 2, "bad model options")
