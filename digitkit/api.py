@@ -88,22 +88,22 @@ def _resolve_config(dataset: str, options: dict[str, Any]) -> TrainConfig:
 
 def _check_model_options(cfg: TrainConfig, speech: bool) -> None:
     """Build the model once on the meta device (no memory, no data), so a bad `-o` option fails at once instead of
-    after the dataset has loaded. The speech vocabulary comes from the data: a stand-in size is used here."""
+    after the dataset has loaded. The speech vocabulary comes from the data: a stand-in of ten words is used here."""
     import torch
 
     from digitkit.data.registry import get_dataset
-    from digitkit.models.registry import build_model, make_config
+    from digitkit.training.prepare import image_model_base, model_config, speech_model_base
 
-    if speech:
-        from digitkit.training.prepare import N_MELS
+    base = speech_model_base(cfg, words=10) if speech else image_model_base(get_dataset(cfg.dataset))
+    with torch.device("meta"):
+        _build_model(cfg, model_config(cfg, base))
 
-        base = {"n_mels": N_MELS, "num_tokens": 11, "rnn": cfg.model}
-    else:
-        spec = get_dataset(cfg.dataset)
-        base = {"in_channels": spec.channels, "num_classes": len(spec.classes), "image_size": spec.size}
+
+def _build_model(cfg: TrainConfig, model_cfg: Any) -> Any:
+    from digitkit.models.registry import build_model
+
     try:
-        with torch.device("meta"):
-            build_model(cfg.model, make_config(cfg.model, {**base, **cfg.model_options}))
+        return build_model(cfg.model, model_cfg)
     except (TypeError, ValueError, RuntimeError) as exc:
         raise DigitkitError(f"bad model options {cfg.model_options}: {exc}") from None
 
@@ -204,7 +204,7 @@ def _train(cfg: TrainConfig, out: Path, previous: Any, resume: Any, dev: Any, wo
     from digitkit import checkpoint as ckpt_io
     from digitkit.data.paths import resolve_data_dir
     from digitkit.data.speech import is_speech
-    from digitkit.models.registry import build_model, config_to_dict
+    from digitkit.models.registry import config_to_dict
     from digitkit.training.callbacks import EarlyStopping
     from digitkit.training.loop import LoopState, fit, make_optimizer, make_scheduler, pick_precision
     from digitkit.training.prepare import prepare_image, prepare_speech
@@ -220,10 +220,7 @@ def _train(cfg: TrainConfig, out: Path, previous: Any, resume: Any, dev: Any, wo
     else:
         prep = prepare_image(cfg, folder, dev, allow_download, reporter)
     model_cfg = prep.model_config
-    try:
-        model = build_model(cfg.model, model_cfg).to(dev)
-    except (TypeError, ValueError, RuntimeError) as exc:
-        raise DigitkitError(f"bad model options {cfg.model_options}: {exc}") from None
+    model = _build_model(cfg, model_cfg).to(dev)
     if prep.channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(model, cfg)

@@ -29,7 +29,17 @@ class Prepared:
     channels_last: bool
 
 
-def _model_config(cfg: TrainConfig, base: dict[str, Any]) -> Any:
+def image_model_base(spec: Any) -> dict[str, Any]:
+    """The model options an image dataset fixes (its `-o` options cannot change these)."""
+    return {"in_channels": spec.channels, "num_classes": len(spec.classes), "image_size": spec.size}
+
+
+def speech_model_base(cfg: TrainConfig, words: int) -> dict[str, Any]:
+    """The model options a speech dataset fixes: its features, and one output per word plus CTC's blank."""
+    return {"n_mels": N_MELS, "num_tokens": words + 1, "rnn": cfg.model}
+
+
+def model_config(cfg: TrainConfig, base: dict[str, Any]) -> Any:
     from digitkit.models.registry import make_config
 
     try:
@@ -72,7 +82,7 @@ def prepare_image(cfg: TrainConfig, folder: Path, device: torch.device, allow_do
 
     return Prepared(
         task=task,
-        model_config=_model_config(cfg, {"in_channels": spec.channels, "num_classes": len(spec.classes), "image_size": spec.size}),
+        model_config=model_config(cfg, image_model_base(spec)),
         dataset=spec.name,
         classes=list(spec.classes),
         input_meta={"kind": "image", "channels": spec.channels, "size": spec.size, "mean": list(spec.mean),
@@ -183,10 +193,9 @@ def prepare_speech(cfg: TrainConfig, folder: Path, device: torch.device, reporte
                 "test_sequence_wer": r.sequence_wer, "test_sequence_accuracy": r.sequence_accuracy,
                 "test_sequences": r.sequences}
 
-    base = {"n_mels": N_MELS, "num_tokens": len(splits.vocab) + 1, "rnn": cfg.model}
     return Prepared(
         task=task,
-        model_config=_model_config(cfg, base),
+        model_config=model_config(cfg, speech_model_base(cfg, len(splits.vocab))),
         dataset=spec.name,
         classes=list(splits.vocab),
         input_meta={"kind": "speech", "sample_rate": sr, "n_mels": N_MELS, "preprocess": "logmel"},
