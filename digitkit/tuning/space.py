@@ -31,6 +31,7 @@ DEFAULT_SPACES: dict[str, dict[str, dict[str, Any]]] = {
         "filters_1": {"choices": [32, 64, 96, 128]},
         "filters_2": {"choices": [64, 128, 192, 256]},
         "filters_3": {"choices": [128, 192, 256]},
+        "convs_per_block": {"choices": [1, 2]},
         "dense": {"choices": [128, 256, 512]},
         "dropout_conv": {"low": 0.1, "high": 0.5, "step": 0.05},
         "dropout_dense": {"low": 0.2, "high": 0.6, "step": 0.05},
