@@ -155,5 +155,6 @@ def test_a_new_study_starts_from_the_default_config(tmp_path):
     proc = run_cli("tune", "mnist", "--trials", "1", "--limit", "500", "--epochs", "1", "--out", str(tmp_path / "t"), "--json")
     assert proc.returncode == 0, proc.stderr
     (trial,) = json.loads(proc.stdout)["trials"]
-    assert trial["params"] == {"filters_1": 32, "filters_2": 64, "filters_3": 128, "dense": 128, "dropout_conv": 0.25,
-                               "dropout_dense": 0.5, "lr": 0.001, "optimizer": "adam", "batch_size": 64}
+    assert trial["params"] == {"filters_1": 32, "filters_2": 64, "filters_3": 128, "convs_per_block": 1, "dense": 128,
+                               "dropout_conv": 0.25, "dropout_dense": 0.5, "lr": 0.001, "optimizer": "adam",
+                               "batch_size": 64}
