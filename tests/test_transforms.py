@@ -31,7 +31,7 @@ def test_cutout_blanks_one_square_per_image_with_the_mean_colour():
 
 def test_cifar_augment_keeps_shape_and_range():
     spec = get_dataset("cifar10").augment
-    assert spec.padding == "reflection" and spec.cutout == 8 and spec.hflip
+    assert spec.padding == "reflection" and spec.cutout == 16 and spec.hflip
     torch.manual_seed(1)
     x = torch.rand(16, 3, 32, 32)
     out = augment(x, spec)

@@ -104,7 +104,7 @@ DATASETS: dict[str, ImageDataset] = {
         mean=(0.4914, 0.4822, 0.4465),
         std=(0.2470, 0.2435, 0.2616),
         preprocess="rgb",
-        augment=Augment(translate_px=4.0, hflip=True, integer_shift=True, padding="reflection", cutout=8),
+        augment=Augment(translate_px=4.0, hflip=True, integer_shift=True, padding="reflection", cutout=16),
         folder="cifar-10-batches-py",
         files=(RemoteFile("cifar-10-python.tar.gz", "c58f30108f718f92721af3b95e74349a", _CIFAR_MIRRORS),),
     ),
