@@ -45,7 +45,7 @@ def model_config(cfg: TrainConfig, base: dict[str, Any]) -> Any:
     try:
         return make_config(cfg.model, {**base, **cfg.model_options})
     except (TypeError, ValueError) as exc:
-        raise DigitkitError(f"bad model option: {exc}") from None
+        raise DigitkitError(f"bad model options {cfg.model_options}: {exc}") from None
 
 
 def split_holdout(x: torch.Tensor, y: torch.Tensor, val_split: float, seed: int):
