@@ -92,20 +92,11 @@ def _check_model_options(cfg: TrainConfig, speech: bool) -> None:
     import torch
 
     from digitkit.data.registry import get_dataset
-    from digitkit.training.prepare import image_model_base, model_config, speech_model_base
+    from digitkit.training.prepare import build_model, image_model_base, model_config, speech_model_base
 
     base = speech_model_base(cfg, words=10) if speech else image_model_base(get_dataset(cfg.dataset))
     with torch.device("meta"):
-        _build_model(cfg, model_config(cfg, base))
-
-
-def _build_model(cfg: TrainConfig, model_cfg: Any) -> Any:
-    from digitkit.models.registry import build_model
-
-    try:
-        return build_model(cfg.model, model_cfg)
-    except (TypeError, ValueError, RuntimeError) as exc:
-        raise DigitkitError(f"bad model options {cfg.model_options}: {exc}") from None
+        build_model(cfg, model_config(cfg, base))
 
 
 def _check_config(cfg: TrainConfig) -> None:
@@ -207,7 +198,7 @@ def _train(cfg: TrainConfig, out: Path, previous: Any, resume: Any, dev: Any, wo
     from digitkit.models.registry import config_to_dict
     from digitkit.training.callbacks import EarlyStopping
     from digitkit.training.loop import LoopState, fit, make_optimizer, make_scheduler, pick_precision
-    from digitkit.training.prepare import prepare_image, prepare_speech
+    from digitkit.training.prepare import build_model, prepare_image, prepare_speech
     from digitkit.training.state import optimizer_from_tensors, optimizer_to_tensors
 
     precision = pick_precision(cfg.precision, dev, convolutional=not is_speech(cfg.dataset))
@@ -220,7 +211,7 @@ def _train(cfg: TrainConfig, out: Path, previous: Any, resume: Any, dev: Any, wo
     else:
         prep = prepare_image(cfg, folder, dev, allow_download, reporter)
     model_cfg = prep.model_config
-    model = _build_model(cfg, model_cfg).to(dev)
+    model = build_model(cfg, model_cfg).to(dev)
     if prep.channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(model, cfg)

@@ -39,13 +39,27 @@ def speech_model_base(cfg: TrainConfig, words: int) -> dict[str, Any]:
     return {"n_mels": N_MELS, "num_tokens": words + 1, "rnn": cfg.model}
 
 
+def _bad_model_options(cfg: TrainConfig, exc: Exception) -> DigitkitError:
+    return DigitkitError(f"bad model options {cfg.model_options}: {exc}")
+
+
 def model_config(cfg: TrainConfig, base: dict[str, Any]) -> Any:
     from digitkit.models.registry import make_config
 
     try:
         return make_config(cfg.model, {**base, **cfg.model_options})
     except (TypeError, ValueError) as exc:
-        raise DigitkitError(f"bad model options {cfg.model_options}: {exc}") from None
+        raise _bad_model_options(cfg, exc) from None
+
+
+def build_model(cfg: TrainConfig, model_cfg: Any) -> Any:
+    """The model for a config; options the config accepted can still be rejected by the model's constructor."""
+    from digitkit.models.registry import build_model as build
+
+    try:
+        return build(cfg.model, model_cfg)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise _bad_model_options(cfg, exc) from None
 
 
 def split_holdout(x: torch.Tensor, y: torch.Tensor, val_split: float, seed: int):
