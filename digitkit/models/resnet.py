@@ -21,7 +21,7 @@ class ResNetConfig:
     image_size: int = 32
     stem: int = 64  # channels of the full-resolution 3x3 conv
     widths: tuple[int, ...] = (128, 256, 512)  # one stage per entry: conv to this width, then 2x2 max-pool
-    blocks: tuple[int, ...] = (1, 0, 1)  # residual blocks (two 3x3 convs each) after each stage's pooling
+    blocks: tuple[int, ...] = (1, 1, 1)  # residual blocks (two 3x3 convs each) after each stage's pooling
     dropout: float = 0.0  # before the classifier
     logit_scale: float = 0.125
 
