@@ -121,7 +121,7 @@ def train(
     dataset: Optional[str] = typer.Argument(None, help="mnist, fashion-mnist, cifar10, fsdd or speechcommands (not needed with --resume)."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Images: cnn or resnet (default: cnn). Speech: lstm or gru (default: lstm)."),
     preset: Optional[str] = typer.Option(None, "--preset", "-p", help="Named settings: default, seed (the seed's 128/192/256 CNN), fast (99.2 % MNIST in ~15 s on 2 cores), accurate (99.7 %, ~10 min)."),
-    model_option: list[str] = typer.Option([], "--model-option", "-o", help="Model size, KEY=VALUE, repeatable: filters=32,64 dense=256 dropout_conv=0.25 stem=32 widths=64,128,256 blocks=1,0,1."),
+    model_option: list[str] = typer.Option([], "--model-option", "-o", help="Model size, KEY=VALUE, repeatable: filters=32,64 dense=256 dropout_conv=0.25 stem=32 widths=64,128,256 blocks=1,1,1."),
     epochs: Optional[int] = typer.Option(None, "--epochs", "-e", help="Most epochs to run. (default: 50)"),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b", help="(default: 64)"),
     lr: Optional[float] = typer.Option(None, "--lr", help="Learning rate. (default: 0.001)"),
