@@ -143,7 +143,7 @@ def train(
     seed: Optional[int] = typer.Option(None, "--seed", help="Makes a run repeatable on the same machine. (default: 0)"),
     limit: Optional[int] = typer.Option(None, "--limit", help="Train on N training samples only (quick runs); validation still uses the full held-out split."),
     device: Device = typer.Option(Device.auto, "--device", help="Where to train."),
-    precision: Optional[str] = typer.Option(None, "--precision", help="auto (bf16 autocast on CUDA when supported, else fp16; on CPUs with AMX for conv nets; else fp32), fp32, bf16 or fp16. (default: auto)"),
+    precision: Optional[str] = typer.Option(None, "--precision", help="auto (bf16 autocast on CUDA when supported, else fp16; on CPUs with AMX or AVX512-BF16 for conv nets; else fp32), fp32, bf16 or fp16. (default: auto)"),
     compile_model: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="torch.compile the model first (pays off on long GPU runs). (default: off)"),
     out: Optional[Path] = typer.Option(None, "--out", help="Checkpoint path. (default: runs/DATASET-MODEL.safetensors)"),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue a run from its checkpoint (optimizer, schedule and early-stopping state included)."),

@@ -1,5 +1,6 @@
 """Batch augmentation and test-time views: shapes, exactness of whole-pixel moves, and what the recipes store."""
 
+import pytest
 import torch
 
 from digitkit.data.registry import Augment, get_dataset
@@ -55,13 +56,33 @@ def test_tta_averages_views_and_only_mirrors_when_training_did():
     assert torch.allclose(augmented_logits(net, x, ["shift"]), shifts)
 
 
-def test_auto_precision_uses_bf16_for_conv_nets_only_on_cpus_with_amx(monkeypatch):
+def test_auto_precision_uses_bf16_for_conv_nets_only_on_cpus_with_bf16_instructions(monkeypatch):
     from digitkit.training import loop
 
     cpu = torch.device("cpu")
-    monkeypatch.setattr(loop, "cpu_has_amx", lambda: True)
+    monkeypatch.setattr(loop, "cpu_has_fast_bf16", lambda: True)
     assert pick_precision("auto", cpu, convolutional=True).dtype == torch.bfloat16
     assert pick_precision("auto", cpu, convolutional=False).dtype is None
     assert pick_precision("fp32", cpu, convolutional=True).dtype is None
-    monkeypatch.setattr(loop, "cpu_has_amx", lambda: False)
+    monkeypatch.setattr(loop, "cpu_has_fast_bf16", lambda: False)
     assert pick_precision("auto", cpu, convolutional=True).dtype is None
+
+
+@pytest.mark.parametrize("amx, avx512_bf16, fast", [(True, False, True), (False, True, True), (False, False, False)])
+def test_fast_bf16_means_amx_tiles_or_avx512_bf16(monkeypatch, amx, avx512_bf16, fast):
+    from digitkit.training import loop
+
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
+    assert loop.cpu_has_fast_bf16() is fast
+
+
+def test_fast_bf16_probe_that_fails_counts_as_absent(monkeypatch):
+    from digitkit.training import loop
+
+    def broken() -> bool:
+        raise RuntimeError("cpuinfo unavailable")
+
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", broken)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    assert loop.cpu_has_fast_bf16() is False

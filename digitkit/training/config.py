@@ -34,7 +34,7 @@ class TrainConfig:
     holdout_speaker: str | None = None  # speech (fsdd): test on this speaker only, train on the others
     words: list[str] | None = None  # speech (speechcommands): the words to recognize; default all present
     max_words: int = 7  # speech: longest joined training sequence
-    precision: str = "auto"  # auto (CUDA: bf16 where supported, else fp16; AMX CPUs: bf16 for conv nets; else fp32) | fp32 | bf16 | fp16
+    precision: str = "auto"  # auto (CUDA: bf16 where supported, else fp16; CPUs with AMX or AVX512-BF16: bf16 for conv nets; else fp32) | fp32 | bf16 | fp16
     compile: bool = False  # torch.compile the model before training
 
     def to_dict(self) -> dict[str, Any]:
