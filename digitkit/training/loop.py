@@ -91,18 +91,24 @@ class Precision:
         return torch.autocast(self.device_type, dtype=self.dtype or torch.float32, enabled=self.dtype is not None)
 
 
+def cpu_bf16_instructions() -> dict[str, bool]:
+    """Which bf16 matrix instructions this CPU has, by torch's own probes; a probe that is missing from this torch
+    or fails counts as absent."""
+    found = {}
+    for name, probe_name in (("amx_tile", "_is_amx_tile_supported"), ("avx512_bf16", "_is_avx512_bf16_supported")):
+        probe = getattr(torch.cpu, probe_name, None)
+        try:
+            found[name] = bool(probe is not None and probe())
+        except RuntimeError:
+            found[name] = False
+    return found
+
+
 def cpu_has_fast_bf16() -> bool:
     """CPUs with bf16 matrix instructions (Intel AMX tiles, or AVX512-BF16 as on AMD Zen 4) run bf16 convolutions
     2-3x faster than fp32 on 2 cores (measured with bench/precision.py: a CIFAR ResNet step 2.3x on a Zen 4 EPYC,
     about 3x on AMX Xeons). Without them bf16 has to be converted in software, so auto keeps fp32 there."""
-    for name in ("_is_amx_tile_supported", "_is_avx512_bf16_supported"):
-        probe = getattr(torch.cpu, name, None)
-        try:
-            if probe is not None and probe():
-                return True
-        except RuntimeError:
-            continue
-    return False
+    return any(cpu_bf16_instructions().values())
 
 
 def pick_precision(name: str, device: torch.device, convolutional: bool = False) -> Precision:
