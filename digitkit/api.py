@@ -38,12 +38,22 @@ def resolve_config(dataset: str = "", *, resume: str | os.PathLike | None = None
     if resume is not None:
         from digitkit import checkpoint as ckpt_io
 
-        return _resumed_config(ckpt_io.load(resume), options)
+        return _resumed_config(ckpt_io.load(resume), options, dataset)
     return _resolve_config(dataset, options)
 
 
-def _resumed_config(previous: Any, options: dict[str, Any]) -> TrainConfig:
+def _dataset_name(dataset: str) -> str:
+    from digitkit.data.registry import get_dataset
+    from digitkit.data.speech import get_speech_dataset, is_speech
+
+    return get_speech_dataset(dataset).name if is_speech(dataset) else get_dataset(dataset).name
+
+
+def _resumed_config(previous: Any, options: dict[str, Any], dataset: str = "") -> TrainConfig:
     cfg = TrainConfig.from_dict(previous.train_config)
+    if dataset and _dataset_name(dataset) != cfg.dataset:
+        raise DigitkitError(f"the checkpoint to resume was trained on {cfg.dataset}, not {_dataset_name(dataset)}: "
+                            "leave out DATASET to continue it, or give a checkpoint of that dataset")
     changed = {k for k, v in options.items() if v is not None and k in cfg.to_dict() and v != getattr(cfg, k)}
     if changed - _RESUME_MAY_CHANGE:
         raise DigitkitError(
@@ -59,8 +69,7 @@ def _resumed_config(previous: Any, options: dict[str, Any]) -> TrainConfig:
 
 
 def _resolve_config(dataset: str, options: dict[str, Any]) -> TrainConfig:
-    from digitkit.data.registry import get_dataset
-    from digitkit.data.speech import get_speech_dataset, is_speech
+    from digitkit.data.speech import is_speech
     from digitkit.models.registry import IMAGE_MODELS, MODEL_NAMES, SPEECH_MODELS
     from digitkit.presets import apply_preset
 
@@ -68,7 +77,7 @@ def _resolve_config(dataset: str, options: dict[str, Any]) -> TrainConfig:
     if unknown:
         raise DigitkitError(f"unknown training option(s): {', '.join(unknown)}")
     speech = is_speech(dataset)
-    dataset = get_speech_dataset(dataset).name if speech else get_dataset(dataset).name
+    dataset = _dataset_name(dataset)
     model = options.get("model") or ("lstm" if speech else "cnn")
     if model not in MODEL_NAMES:
         raise DigitkitError(f"unknown model {model!r}; choose one of: {', '.join(MODEL_NAMES)}")
@@ -140,7 +149,7 @@ def _check_writable(out: Path) -> None:
 
 
 def train(
-    dataset: str = "mnist",
+    dataset: str | None = None,
     *,
     out: str | os.PathLike | None = None,
     data_dir: str | os.PathLike | None = None,
@@ -154,8 +163,9 @@ def train(
 ) -> TrainResult:
     """Train a model on a dataset and write a checkpoint after every epoch (so Ctrl-C loses nothing).
 
-    `options` are `TrainConfig` fields (epochs, batch_size, lr, model, preset, model_options, ...).
-    With `resume`, the checkpoint's own config is used; only epochs, target_accuracy and patience may change.
+    `options` are `TrainConfig` fields (epochs, batch_size, lr, model, preset, model_options, ...); `dataset`
+    defaults to mnist. With `resume`, the checkpoint's own config and dataset are used (a `dataset` given must be
+    the same), and only epochs, target_accuracy, patience, precision and compile may change.
     `epoch_callback` sees each epoch's history row (and may raise to stop, as tuning's pruning does);
     `test=False` skips the final test-set pass. Under torchrun every rank calls this; rank 0 writes and reports.
     """
@@ -169,10 +179,10 @@ def train(
         previous = ckpt_io.load(resume)
         if previous.train_state is None:
             raise CheckpointError(f"{resume}: holds no training state to resume from (it was saved for deployment only)")
-        cfg = _resumed_config(previous, options)
+        cfg = _resumed_config(previous, options, dataset or "")
         out = Path(out) if out is not None else Path(resume)
     else:
-        cfg = _resolve_config(dataset, options)
+        cfg = _resolve_config(dataset or "mnist", options)
         out = Path(out) if out is not None else Path("runs") / f"{cfg.dataset}-{cfg.model}.safetensors"
 
     dev = distributed.local_device(pick_device(device))

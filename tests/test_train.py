@@ -73,6 +73,14 @@ def test_resume_refuses_changed_architecture(small_mnist, data_dir):
         api.train(resume=small_mnist.checkpoint, data_dir=data_dir, batch_size=128)
 
 
+def test_resume_refuses_another_dataset(small_mnist, data_dir):
+    with pytest.raises(DigitkitError, match="trained on mnist, not fashion-mnist"):
+        api.train("fashion-mnist", resume=small_mnist.checkpoint, data_dir=data_dir)
+    assert api.train("mnist", resume=small_mnist.checkpoint, data_dir=data_dir).metrics == small_mnist.metrics
+    assert_one_line_error(run_cli("train", "cifar10", "--resume", str(small_mnist.checkpoint)), 2,
+                          "trained on mnist, not cifar10")
+
+
 def test_resume_of_finished_run_is_a_no_op(small_mnist, data_dir):
     before = small_mnist.checkpoint.read_bytes()
     result = api.train(resume=small_mnist.checkpoint, data_dir=data_dir)
