@@ -49,10 +49,11 @@ def _dataset_name(dataset: str) -> str:
     return get_speech_dataset(dataset).name if is_speech(dataset) else get_dataset(dataset).name
 
 
-def _resumed_config(previous: Any, options: dict[str, Any], dataset: str = "") -> TrainConfig:
+def _resumed_config(previous: Any, options: dict[str, Any], dataset: str | None = None) -> TrainConfig:
     cfg = TrainConfig.from_dict(previous.train_config)
-    if dataset and _dataset_name(dataset) != cfg.dataset:
-        raise DigitkitError(f"the checkpoint to resume was trained on {cfg.dataset}, not {_dataset_name(dataset)}: "
+    named = _dataset_name(dataset) if dataset else cfg.dataset
+    if named != cfg.dataset:
+        raise DigitkitError(f"the checkpoint to resume was trained on {cfg.dataset}, not {named}: "
                             "leave out DATASET to continue it, or give a checkpoint of that dataset")
     changed = {k for k, v in options.items() if v is not None and k in cfg.to_dict() and v != getattr(cfg, k)}
     if changed - _RESUME_MAY_CHANGE:
@@ -179,7 +180,7 @@ def train(
         previous = ckpt_io.load(resume)
         if previous.train_state is None:
             raise CheckpointError(f"{resume}: holds no training state to resume from (it was saved for deployment only)")
-        cfg = _resumed_config(previous, options, dataset or "")
+        cfg = _resumed_config(previous, options, dataset)
         out = Path(out) if out is not None else Path(resume)
     else:
         cfg = _resolve_config(dataset or "mnist", options)
