@@ -12,6 +12,14 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("DIGITKIT_DATA") or REPO.parent / "shared" / "datasets")
 FONT = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
+FASHION_DEBIAN = Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")
+
+
+def require(present: bool, what: str, package: str) -> None:
+    """Fail (not skip) a test whose system package is missing, naming the command that installs it: the README's
+    test command, scripts/test, installs all of them."""
+    if not present:
+        pytest.fail(f"{what} is missing: run scripts/test (it installs it), or: sudo apt-get install {package}")
 
 
 @pytest.fixture(scope="session")
@@ -48,6 +56,7 @@ def assert_one_line_error(proc: subprocess.CompletedProcess, code: int, needle: 
 def draw_digit(path: Path, digit: str, size=(120, 140), ink=0, paper=255, font_size=90, offset=(0, 0)) -> Path:
     from PIL import Image, ImageDraw, ImageFont
 
+    require(FONT.is_file(), f"the DejaVu Sans font ({FONT})", "fonts-dejavu-core")
     font = ImageFont.truetype(str(FONT), font_size)
     img = Image.new("L", size, paper)
     ImageDraw.Draw(img).text((size[0] // 2 + offset[0], size[1] // 2 + offset[1]), digit, fill=ink, font=font, anchor="mm")

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import FASHION_DEBIAN, require
 from digitkit.data import download as dl
 from digitkit.data.images import read_cifar_batch, read_idx
 from digitkit.data.paths import resolve_data_dir, user_cache_dir
@@ -41,8 +42,7 @@ def test_real_mnist(data_dir):
 
 
 def test_fashion_mnist_from_debian_location(tmp_path):
-    if not Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz").is_file():
-        pytest.fail("Debian's dataset-fashion-mnist is not installed (.ci/run installs it)")
+    require(FASHION_DEBIAN.is_file(), "Debian's Fashion-MNIST", "dataset-fashion-mnist")
     splits = load(get_dataset("fashion-mnist"), tmp_path, allow_download=False)  # empty data dir: falls back
     assert splits.source == "/usr/share/datasets/fashion-mnist"
     assert splits.train_x.shape == (60000, 1, 28, 28)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import FONT, draw_digit, run_cli
+from conftest import FONT, draw_digit, require, run_cli
 from digitkit import api
 from digitkit.data.preprocess import mnist_style, open_image
 from digitkit.data.registry import get_dataset, load
@@ -57,6 +57,7 @@ def test_preprocessing_is_mnist_like(tmp_path):
 def test_transparent_png_and_jpeg(tmp_path):
     from PIL import ImageDraw, ImageFont
 
+    require(FONT.is_file(), f"the DejaVu Sans font ({FONT})", "fonts-dejavu-core")
     font = ImageFont.truetype(str(FONT), 48)
     rgba = Image.new("RGBA", (64, 64), (0, 0, 0, 0))
     ImageDraw.Draw(rgba).text((32, 32), "4", fill=(0, 0, 0, 255), font=font, anchor="mm")

@@ -10,7 +10,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from conftest import run_cli
+from conftest import require, run_cli
 from digitkit import api
 from digitkit import checkpoint as ckpt_io
 from digitkit.data.speech import load_fsdd, load_speechcommands
@@ -121,8 +121,7 @@ def test_transcription_has_times_in_order_across_segments(tmp_path, test_recordi
 
 @pytest.fixture(scope="module")
 def espeak_digits(tmp_path_factory):
-    if shutil.which("espeak-ng") is None:
-        pytest.fail("espeak-ng is not installed (.ci/run installs it)")
+    require(shutil.which("espeak-ng") is not None, "espeak-ng", "espeak-ng")
     folder = tmp_path_factory.mktemp("espeak")
     for d, word in enumerate(DIGIT_WORDS):
         subprocess.run(["espeak-ng", "-w", str(folder / f"{d}.wav"), word], check=True)
