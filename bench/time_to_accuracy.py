@@ -44,8 +44,10 @@ class ReferenceNet(nn.Module):
         return F.log_softmax(self.fc2(x), dim=1)
 
 
-def reference_run(data_dir: Path, target: float, max_epochs: int, seed: int) -> tuple[float, float, int, bool]:
-    """-> (seconds to reach the target, or all the seconds spent; best test accuracy; epochs run; reached?)."""
+def reference_run(data_dir: Path, target: float, max_epochs: int, seed: int,
+                  device: torch.device = torch.device("cpu")) -> tuple[float, float, int, bool]:
+    """-> (seconds to reach the target, or all the seconds spent; best test accuracy; epochs run; reached?). On
+    CUDA with the example's own loader settings: one worker process, pinned memory."""
     from torchvision import datasets, transforms
 
     torch.manual_seed(seed)
@@ -56,15 +58,17 @@ def reference_run(data_dir: Path, target: float, max_epochs: int, seed: int) -> 
         tf = transforms.Compose([transforms.ToTensor(), transforms.Normalize((0.1307,), (0.3081,))])
         train_set = datasets.MNIST(tmp, train=True, download=True, transform=tf)
         test_set = datasets.MNIST(tmp, train=False, transform=tf)
-        train_loader = torch.utils.data.DataLoader(train_set, batch_size=64, shuffle=True)
-        test_loader = torch.utils.data.DataLoader(test_set, batch_size=1000)
-        model = ReferenceNet()
+        cuda = {"num_workers": 1, "pin_memory": True} if device.type == "cuda" else {}
+        train_loader = torch.utils.data.DataLoader(train_set, batch_size=64, shuffle=True, **cuda)
+        test_loader = torch.utils.data.DataLoader(test_set, batch_size=1000, **cuda)
+        model = ReferenceNet().to(device)
         optimizer = torch.optim.Adadelta(model.parameters(), lr=1.0)
         scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.7)
         best = 0.0
         for epoch in range(1, max_epochs + 1):
             model.train()
             for x, y in train_loader:
+                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
                 optimizer.zero_grad()
                 F.nll_loss(model(x), y).backward()
                 optimizer.step()
@@ -72,6 +76,7 @@ def reference_run(data_dir: Path, target: float, max_epochs: int, seed: int) -> 
             correct = 0
             with torch.no_grad():
                 for x, y in test_loader:
+                    x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
                     correct += (model(x).argmax(1) == y).sum().item()
             accuracy = correct / len(test_set)
             best = max(best, accuracy)

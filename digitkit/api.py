@@ -32,14 +32,18 @@ class TrainResult:
     stop_reason: str
 
 
-def resolve_config(dataset: str = "", *, resume: str | os.PathLike | None = None, **options: Any) -> TrainConfig:
-    """The effective training config: built-in defaults < preset < `options`; or, with `resume`, the checkpoint's
-    own config with the few changes a resumed run allows. This is what `--print-config` shows."""
+def resolve_config(dataset: str = "", *, resume: str | os.PathLike | None = None, device: str = "auto",
+                   **options: Any) -> TrainConfig:
+    """The effective training config: built-in defaults < preset (with its settings for the device, see
+    presets.CUDA_TRAIN) < `options`; or, with `resume`, the checkpoint's own config with the few changes a resumed
+    run allows. This is what `--print-config` shows."""
     if resume is not None:
         from digitkit import checkpoint as ckpt_io
 
         return _resumed_config(ckpt_io.load(resume), options, dataset)
-    return _resolve_config(dataset, options)
+    from digitkit.device import pick_device
+
+    return _resolve_config(dataset, options, pick_device(device).type)
 
 
 def _dataset_name(dataset: str) -> str:
@@ -69,7 +73,7 @@ def _resumed_config(previous: Any, options: dict[str, Any], dataset: str | None 
     return cfg
 
 
-def _resolve_config(dataset: str, options: dict[str, Any]) -> TrainConfig:
+def _resolve_config(dataset: str, options: dict[str, Any], device_type: str = "cpu") -> TrainConfig:
     from digitkit.data.speech import is_speech
     from digitkit.models.registry import IMAGE_MODELS, MODEL_NAMES, SPEECH_MODELS
     from digitkit.presets import apply_preset
@@ -86,7 +90,7 @@ def _resolve_config(dataset: str, options: dict[str, Any]) -> TrainConfig:
     if model not in family:
         raise DigitkitError(f"model {model!r} does not fit {dataset}; use one of: {', '.join(family)}")
     preset = options.get("preset") or "default"
-    model_options, train_overrides = apply_preset(preset, model)
+    model_options, train_overrides = apply_preset(preset, model, device_type)
     values = {**train_overrides, **{k: v for k, v in options.items() if v is not None}}
     values["model_options"] = {**model_options, **(options.get("model_options") or {})}
     values.update(dataset=dataset, model=model, preset=preset)
@@ -175,6 +179,7 @@ def train(
     from digitkit.training import distributed
 
     reporter = reporter or Reporter()
+    dev = distributed.local_device(pick_device(device))
     previous = None
     if resume is not None:
         previous = ckpt_io.load(resume)
@@ -183,10 +188,9 @@ def train(
         cfg = _resumed_config(previous, options, dataset)
         out = Path(out) if out is not None else Path(resume)
     else:
-        cfg = _resolve_config(dataset or "mnist", options)
+        cfg = _resolve_config(dataset or "mnist", options, dev.type)
         out = Path(out) if out is not None else Path("runs") / f"{cfg.dataset}-{cfg.model}.safetensors"
 
-    dev = distributed.local_device(pick_device(device))
     world = distributed.join(dev)
     if not world.is_main:
         reporter = Reporter()
@@ -201,6 +205,8 @@ def train(
 
 def _train(cfg: TrainConfig, out: Path, previous: Any, resume: Any, dev: Any, world: Any, data_dir: Any,
            allow_download: bool, reporter: Reporter, epoch_callback: Any, test: bool) -> TrainResult:
+    import time
+
     import torch
 
     from digitkit import checkpoint as ckpt_io
@@ -212,6 +218,9 @@ def _train(cfg: TrainConfig, out: Path, previous: Any, resume: Any, dev: Any, wo
     from digitkit.training.prepare import build_model, prepare_image, prepare_speech
     from digitkit.training.state import optimizer_from_tensors, optimizer_to_tensors
 
+    started = time.perf_counter()
+    # cuDNN's benchmark mode stays off: on an H100 its search cost the first --preset fast epoch 3-4 s (0.8 s
+    # without it), more than it saves on nets this small
     precision = pick_precision(cfg.precision, dev, convolutional=not is_speech(cfg.dataset))
     if world.is_main:
         _check_writable(out)
@@ -291,6 +300,7 @@ def _train(cfg: TrainConfig, out: Path, previous: Any, resume: Any, dev: Any, wo
         if epoch_callback is not None:
             epoch_callback(st.history[-1])
 
+    setup_seconds = time.perf_counter() - started
     try:
         state = fit(trained, optimizer, scheduler, early, prep.task, cfg, state, reporter, on_epoch_end, world, model, precision)
     except KeyboardInterrupt:
@@ -305,13 +315,19 @@ def _train(cfg: TrainConfig, out: Path, previous: Any, resume: Any, dev: Any, wo
     model.load_state_dict(state.best_weights)
     model.eval()
     best = min(state.history, key=lambda r: (r["val_loss"] if r["val_loss"] is not None else r["train_loss"]))
+    tested = time.perf_counter()
+    scores = prep.test(model) if test and world.is_main else {}
     metrics = {
-        **(prep.test(model) if test and world.is_main else {}),
+        **scores,
         "val_accuracy": best["val_accuracy"],
         "val_loss": best["val_loss"],
         "best_epoch": best["epoch"],
         "epochs_run": state.epoch,
         "train_seconds": sum(r["seconds"] for r in state.history),
+        # this process's wall time outside the epochs: reading the data onto the device and building the model,
+        # and the final test pass
+        "setup_seconds": setup_seconds,
+        "test_seconds": time.perf_counter() - tested if scores else 0.0,
         "dataset_note": info["note"],
     }
     if world.is_main:
@@ -375,14 +391,14 @@ def evaluate(
     dev = pick_device(device)
     model = ckpt.build_model(dev)
     if ckpt.input.get("kind") == "speech":
-        result = _evaluate_speech(ckpt, path, model, resolve_data_dir(data_dir), dev, reporter)
+        result = _evaluate_speech(ckpt, path, model, resolve_data_dir(data_dir), reporter)
         _plots(result, ckpt, path, plot, curves, reporter)
         return result
     spec = get_dataset(ckpt.dataset)
     splits = load(spec, resolve_data_dir(data_dir), allow_download=allow_download)
     reporter.info(f"evaluating {path} on the {spec.title} test set ({len(splits.test_y):,} images)")
     norm = Normalization(tuple(ckpt.input["mean"]), tuple(ckpt.input["std"]))
-    logits = logits_for(model, splits.test_x, norm, dev, batch_size, ckpt.input.get("tta", []))
+    logits = logits_for(model, splits.test_x, norm, batch_size, ckpt.input.get("tta", [])).cpu()
     loss, acc = loss_and_accuracy(logits, splits.test_y)
     conf = confusion_matrix(splits.test_y, logits.argmax(1), len(ckpt.classes))
     result = EvalResult(
@@ -410,7 +426,7 @@ def _plots(result: EvalResult, ckpt: Any, path: Path, plot: Any, curves: Any, re
 OTHER = "(other)"  # speech: a clip decoded as no word or as several words
 
 
-def _evaluate_speech(ckpt: Any, path: Path, model: Any, folder: Path, dev: Any, reporter: Reporter) -> EvalResult:
+def _evaluate_speech(ckpt: Any, path: Path, model: Any, folder: Path, reporter: Reporter) -> EvalResult:
     import torch
 
     from digitkit.data.audio import LogMel
@@ -424,7 +440,7 @@ def _evaluate_speech(ckpt: Any, path: Path, model: Any, folder: Path, dev: Any, 
         raise DataError(f"the words in {splits.source} ({', '.join(splits.vocab)}) differ from the model's ({', '.join(ckpt.classes)})")
     sr = int(ckpt.input["sample_rate"])
     reporter.info(f"evaluating {path} on the {spec.title} test recordings" + (f" ({splits.note})" if splits.note else ""))
-    score = score_speech_test(model, splits.test, list(ckpt.classes), sr, LogMel(sr, int(ckpt.input["n_mels"])), dev, reporter)
+    score = score_speech_test(model, splits.test, list(ckpt.classes), sr, LogMel(sr, int(ckpt.input["n_mels"])), reporter)
     n = len(ckpt.classes)
     predicted = torch.tensor([h[0] - 1 if len(h) == 1 else n for h in score.hyps], dtype=torch.long)
     conf = confusion_matrix(torch.tensor(score.tokens) - 1, predicted, n + 1)

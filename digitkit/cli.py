@@ -84,7 +84,7 @@ def _model_options(pairs: list[str]) -> dict[str, Any]:
     return options
 
 
-def _launch_torchrun(nproc: int) -> None:
+def _launch_torchrun(nproc: int, device: str) -> None:
     """`--nproc N`: run this same command under torchrun with N local processes, and exit with its status."""
     import os
     import subprocess
@@ -93,6 +93,19 @@ def _launch_torchrun(nproc: int) -> None:
         _fail("--nproc must be at least 1", 2)
     if "LOCAL_RANK" in os.environ:
         _fail("--nproc starts torchrun itself; under torchrun leave it out", 2)
+    if nproc > 1 and device != "cpu":  # one GPU per process: say so before torchrun starts any of them
+        from digitkit.device import pick_device
+
+        try:
+            dev = pick_device(device)
+        except DigitkitError as exc:
+            _fail(str(exc), 2)
+        if dev.type == "cuda":
+            import torch
+
+            gpus = torch.cuda.device_count()
+            if nproc > gpus:
+                _fail(f"--nproc {nproc} on CUDA needs {nproc} GPUs, and this machine has {gpus}: use --nproc {gpus}, or --device cpu", 2)
     args, skip = [], False
     for arg in sys.argv[1:]:
         if skip:
@@ -186,12 +199,12 @@ def train(
             from digitkit.configfile import to_toml
 
             name, options = gather()
-            return to_toml(api.resolve_config(name, resume=resume, **options))
+            return to_toml(api.resolve_config(name, resume=resume, device=device.value, **options))
 
         typer.echo(_run(show), nl=False)
         return
     if nproc is not None:
-        _launch_torchrun(nproc)
+        _launch_torchrun(nproc, device.value)
 
     def task():
         from digitkit import api

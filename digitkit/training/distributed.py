@@ -76,9 +76,15 @@ def join(device: torch.device) -> World:
 
 
 def local_device(device: torch.device) -> torch.device:
-    """On CUDA each local rank gets its own GPU."""
+    """On CUDA each local rank gets its own GPU (NCCL cannot run two ranks on one)."""
     if device.type == "cuda" and launched_by_torchrun() and device.index is None:
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        local_rank, gpus = int(os.environ.get("LOCAL_RANK", "0")), torch.cuda.device_count()
+        if local_rank >= gpus:
+            from digitkit.errors import DigitkitError
+
+            raise DigitkitError(f"{os.environ.get('LOCAL_WORLD_SIZE', local_rank + 1)} processes on CUDA need as many "
+                                f"GPUs, and this machine has {gpus}: use --nproc {gpus}, or --device cpu")
+        return torch.device("cuda", local_rank)
     return device
 
 

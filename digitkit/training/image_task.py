@@ -1,5 +1,8 @@
 """Image classification as a training task: in-memory uint8 tensors batched by index, normalized and augmented
-as whole-batch tensor ops, channels-last for the CPU's convolution kernels."""
+as whole-batch tensor ops, channels-last for the convolution kernels.
+
+Device rule: the task moves its tensors to the training device once, in its constructor; every helper below takes
+the device from its inputs (the model's parameters, the logits), so no caller has to keep two devices in step."""
 
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ import torch.nn.functional as F
 from digitkit.data.registry import Augment
 from digitkit.data.transforms import augment as augment_batch
 from digitkit.data.transforms import normalize, shifted
+from digitkit.device import model_device
 from digitkit.training.distributed import World, shard
 
 
@@ -52,23 +56,30 @@ def augmented_logits(model: torch.nn.Module, x: torch.Tensor, tta: list[str] | t
 
 
 @torch.inference_mode()
-def logits_for(model: torch.nn.Module, x: torch.Tensor, norm: Normalization, device: torch.device, batch_size: int = 1000,
+def logits_for(model: torch.nn.Module, x: torch.Tensor, norm: Normalization, batch_size: int = 1000,
                tta: list[str] | tuple[str, ...] = ()) -> torch.Tensor:
-    """Logits for a whole uint8 tensor, in bounded batches, on the CPU, averaged over the `tta` views."""
+    """Logits for a whole uint8 tensor (on any device), in bounded batches run where the model is, averaged over
+    the `tta` views; they stay on the model's device."""
     model.eval()
-    out = [augmented_logits(model, _to_input(x[i : i + batch_size], norm, device), tta).cpu() for i in range(0, len(x), batch_size)]
-    return torch.cat(out) if out else torch.empty(0)
+    device = model_device(model)
+    out = [augmented_logits(model, _to_input(x[i : i + batch_size], norm, device), tta) for i in range(0, len(x), batch_size)]
+    return torch.cat(out) if out else torch.empty(0, device=device)
 
 
 def loss_and_accuracy(logits: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy, computed where the logits are (the labels follow them)."""
     if len(y) == 0:
         return float("nan"), float("nan")
+    y = y.to(logits.device)
     return F.cross_entropy(logits, y).item(), (logits.argmax(1) == y).float().mean().item()
 
 
 class ImageTask:
+    """The whole dataset lives on the training device (a few hundred MB at most): batches are gathered there by
+    index, so a step copies nothing from the host."""
+
     def __init__(self, train_x, train_y, val_x, val_y, norm: Normalization, aug: Augment | None, device: torch.device):
-        self.train_x, self.train_y, self.val_x, self.val_y = train_x, train_y, val_x, val_y
+        self.train_x, self.train_y, self.val_x, self.val_y = (t.to(device) for t in (train_x, train_y, val_x, val_y))
         self.norm, self.aug, self.device = norm, aug, device
 
     def steps_per_epoch(self, batch_size: int) -> int:
@@ -78,13 +89,13 @@ class ImageTask:
         pass
 
     def train_batches(self, batch_size: int, order: torch.Generator | None = None, world: World = World()) -> Iterator[tuple[torch.Tensor, torch.Tensor, int]]:
-        perm = torch.randperm(len(self.train_x), generator=order)
+        perm = torch.randperm(len(self.train_x), generator=order).to(self.device)
         for start in range(0, len(perm), batch_size):
             idx = perm[start : start + batch_size]
             if len(idx) < world.size:  # too few left to give every rank one
                 break
             idx = shard(idx, world)
-            yield _to_input(self.train_x[idx], self.norm, self.device, self.aug), self.train_y[idx].to(self.device, non_blocking=True), len(idx)
+            yield _to_input(self.train_x[idx], self.norm, self.device, self.aug), self.train_y[idx], len(idx)
 
     def loss(self, model, inputs, targets, label_smoothing):
         logits = model(inputs)
@@ -94,4 +105,4 @@ class ImageTask:
     def validate(self, model) -> tuple[float, float] | None:
         if len(self.val_y) == 0:
             return None
-        return loss_and_accuracy(logits_for(model, self.val_x, self.norm, self.device), self.val_y)
+        return loss_and_accuracy(logits_for(model, self.val_x, self.norm), self.val_y)

@@ -84,14 +84,12 @@ def prepare_image(cfg: TrainConfig, folder: Path, device: torch.device, allow_do
     train_x, train_y, val_x, val_y = split_holdout(splits.train_x, splits.train_y, cfg.val_split, cfg.seed)
     if cfg.limit is not None:
         train_x, train_y = train_x[: cfg.limit], train_y[: cfg.limit]
-    if device.type != "cpu":  # keep the whole dataset resident on the accelerator
-        train_x, train_y, val_x, val_y = (t.to(device) for t in (train_x, train_y, val_x, val_y))
     norm = Normalization(spec.mean, spec.std)
     task = ImageTask(train_x, train_y, val_x, val_y, norm, spec.augment if cfg.augment else None, device)
     tta = tta_views(spec.augment.hflip) if cfg.tta else []
 
     def test(model: torch.nn.Module) -> dict[str, Any]:
-        loss, accuracy = loss_and_accuracy(logits_for(model, splits.test_x, norm, device, tta=tta), splits.test_y)
+        loss, accuracy = loss_and_accuracy(logits_for(model, splits.test_x, norm, tta=tta), splits.test_y)
         return {"test_accuracy": accuracy, "test_loss": loss, "test_samples": len(splits.test_y)}
 
     return Prepared(
@@ -169,7 +167,7 @@ class SpeechTestScore:
 
 
 def score_speech_test(model: torch.nn.Module, utterances: list, vocab: list[str], sample_rate: int, features: Any,
-                      device: torch.device, reporter: Any) -> SpeechTestScore:
+                      reporter: Any) -> SpeechTestScore:
     """The test figures of a speech model, the same for the end of training and for `evaluate`."""
     from digitkit.data.sequences import frame_utterance
     from digitkit.training.speech_task import score_clips
@@ -177,9 +175,9 @@ def score_speech_test(model: torch.nn.Module, utterances: list, vocab: list[str]
     waves, kept = load_waves(utterances, sample_rate, reporter)
     tokens = [vocab.index(u.word) + 1 for u in kept]
     framed = [frame_utterance(w, sample_rate) for w in waves]
-    loss, accuracy, _, hyps = score_clips(model, features, framed, [[t] for t in tokens], device)
+    loss, accuracy, _, hyps = score_clips(model, features, framed, [[t] for t in tokens])
     clips, targets = sequence_test_set(waves, tokens, sample_rate)
-    _, seq_accuracy, wer, _ = score_clips(model, features, clips, targets, device, batch_size=32)
+    _, seq_accuracy, wer, _ = score_clips(model, features, clips, targets, batch_size=32)
     return SpeechTestScore(loss, accuracy, tokens, hyps, wer, seq_accuracy, len(clips))
 
 
@@ -202,7 +200,7 @@ def prepare_speech(cfg: TrainConfig, folder: Path, device: torch.device, reporte
                       sr, N_MELS, device, augment=cfg.augment, max_words=cfg.max_words)
 
     def test(model: torch.nn.Module) -> dict[str, Any]:
-        r = score_speech_test(model, splits.test, splits.vocab, sr, task.features, device, reporter)
+        r = score_speech_test(model, splits.test, splits.vocab, sr, task.features, reporter)
         return {"test_accuracy": r.accuracy, "test_loss": r.loss, "test_samples": len(r.tokens),
                 "test_sequence_wer": r.sequence_wer, "test_sequence_accuracy": r.sequence_accuracy,
                 "test_sequences": r.sequences}

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from digitkit.ctc import batch_greedy, word_error_rate
 from digitkit.data.audio import LogMel, pad_batch
 from digitkit.data.sequences import frame_utterance, join_words, sample_lengths
+from digitkit.device import model_device
 from digitkit.training.distributed import World, shard
 
 
@@ -21,34 +22,51 @@ ALIGNED_FRACTION = 0.4  # share of the epochs trained on the known alignment bef
 
 def spec_augment(feats: torch.Tensor, lengths: torch.Tensor, freq_masks: int = 2, freq_width: int = 6,
                  time_masks: int = 2, time_width: int = 8) -> torch.Tensor:
-    """Zero random bands of mel bins and runs of frames, per utterance (Park et al., 2019)."""
+    """Zero random bands of mel bins and runs of frames, per utterance (Park et al., 2019). The bands are drawn on
+    the host, one small draw each, and applied to the whole batch in one masked fill wherever `feats` are."""
     b, t, f = feats.shape
-    out = feats.clone()
+    frames = lengths.tolist()
+    bands = []  # per utterance: (first, end) of each frequency band, then of each time run
     for i in range(b):
+        row = []
         for _ in range(freq_masks):
             w = int(torch.randint(0, freq_width + 1, ()))
             f0 = int(torch.randint(0, max(1, f - w), ()))
-            out[i, :, f0 : f0 + w] = 0
+            row.append((f0, f0 + w))
         for _ in range(time_masks):
             w = int(torch.randint(0, time_width + 1, ()))
-            t0 = int(torch.randint(0, max(1, int(lengths[i]) - w), ()))
-            out[i, t0 : t0 + w, :] = 0
-    return out
+            t0 = int(torch.randint(0, max(1, int(frames[i]) - w), ()))
+            row.append((t0, t0 + w))
+        bands.append(row)
+    edges = torch.tensor(bands, dtype=torch.long).view(b, freq_masks + time_masks, 2)
+    if feats.is_cuda:
+        edges = edges.pin_memory().to(feats.device, non_blocking=True)
+    freq, time = edges[:, :freq_masks], edges[:, freq_masks:]
+    bins = torch.arange(f, device=feats.device).view(1, 1, f)
+    steps = torch.arange(t, device=feats.device).view(1, 1, t)
+    in_freq = ((bins >= freq[..., :1]) & (bins < freq[..., 1:])).any(1)  # [B, F]
+    in_time = ((steps >= time[..., :1]) & (steps < time[..., 1:])).any(1)  # [B, T]
+    return feats.masked_fill(in_time[:, :, None] | in_freq[:, None, :], 0)
 
 
 def featurize(features: LogMel, waves: list[torch.Tensor], device: torch.device, augment: bool = False):
+    """Pad a batch of recordings, move it to `device` once, and compute its log-mel features there."""
     padded, lengths = pad_batch(waves)
-    feats, frames = features(padded, lengths)
+    if device.type == "cuda":
+        padded = padded.pin_memory().to(device, non_blocking=True)
+    feats, frames = features(padded.to(device), lengths)
     if augment:
         feats = spec_augment(feats, frames)
-    return feats.to(device), frames.to(device)
+    return feats, frames
 
 
 @torch.inference_mode()
-def score_clips(model, features: LogMel, waves: list[torch.Tensor], targets: list[list[int]], device: torch.device,
+def score_clips(model, features: LogMel, waves: list[torch.Tensor], targets: list[list[int]],
                 batch_size: int = 64) -> tuple[float, float, float, list[list[int]]]:
-    """(CTC loss per clip, exact-match accuracy, word error rate, hypotheses) of clips against token targets."""
+    """(CTC loss per clip, exact-match accuracy, word error rate, hypotheses) of clips against token targets, run
+    where the model is."""
     model.eval()
+    device = model_device(model)
     losses, hyps = [], []
     for start in range(0, len(waves), batch_size):
         feats, frames = featurize(features, waves[start : start + batch_size], device)
@@ -133,7 +151,7 @@ class SpeechTask:
     def validate(self, model) -> tuple[float, float] | None:
         if not self.val_waves:
             return None
-        loss, accuracy, _, _ = score_clips(model, self.features, self.val_waves, [[t] for t in self.val_tokens], self.device)
+        loss, accuracy, _, _ = score_clips(model, self.features, self.val_waves, [[t] for t in self.val_tokens])
         return loss, accuracy
 
 

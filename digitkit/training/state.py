@@ -7,6 +7,9 @@ from typing import Any
 import torch
 
 
+_IMPLEMENTATION = ("fused", "foreach", "capturable", "differentiable")
+
+
 def optimizer_to_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     sd = optimizer.state_dict()
     tensors: dict[str, torch.Tensor] = {}
@@ -28,4 +31,14 @@ def optimizer_from_tensors(optimizer: torch.optim.Optimizer, tensors: dict[str, 
             state.setdefault(int(idx), {})[key] = value
     for idx, slot in meta.get("plain", {}).items():
         state.setdefault(int(idx), {}).update(slot)
-    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    # how the update runs (fused kernels on CUDA, foreach on the CPU) belongs to this device, not the one that saved
+    groups = [{**saved, **{k: mine[k] for k in _IMPLEMENTATION if k in mine}}
+              for saved, mine in zip(meta["param_groups"], optimizer.param_groups)]
+    optimizer.load_state_dict({"state": state, "param_groups": groups})
+    # saved tensors come back contiguous; CUDA's fused update needs each one laid out like its (channels-last) parameter
+    for group in optimizer.param_groups:
+        for param in group["params"]:
+            slot = optimizer.state.get(param, {})
+            for key, value in slot.items():
+                if torch.is_tensor(value) and value.shape == param.shape and value.stride() != param.stride():
+                    slot[key] = torch.empty_like(param, dtype=value.dtype).copy_(value)

@@ -176,10 +176,10 @@ def tune(
         raise DigitkitError("--timeout must be positive")
     base = dict(base or {})
     base.update({k: v for k, v in {"model": model, "epochs": epochs, "limit": limit, "seed": seed}.items() if v is not None})
-    cfg = api.resolve_config(dataset, **base)  # checks the dataset, model and options before any trial
+    cfg = api.resolve_config(dataset, device=device, **base)  # checks the dataset, model and options before any trial
     recipe_has_no_val = cfg.val_split <= 0 and "val_split" not in base
     if recipe_has_no_val:  # e.g. the resnet recipe trains on every image; trials still need held-out data
-        cfg = api.resolve_config(dataset, **{**base, "val_split": 0.1})
+        cfg = api.resolve_config(dataset, device=device, **{**base, "val_split": 0.1})
     if cfg.val_split <= 0:
         raise DigitkitError("tuning scores trials on validation data: give a --val-split above 0")
     search = load_space(cfg.model, space)

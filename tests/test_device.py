@@ -1,0 +1,106 @@
+"""The device rules a CPU can check: helpers run where the model is, GPU-sized presets only on CUDA, optimizer state
+that moves between devices, and clear errors for a device that is not there. tests/test_cuda.py runs the rest on
+a GPU."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from conftest import assert_one_line_error, run_cli
+from digitkit import api
+from digitkit.device import model_device, pick_device
+from digitkit.errors import DigitkitError
+from digitkit.training import distributed
+from digitkit.training.config import TrainConfig
+from digitkit.training.image_task import ImageTask, Normalization, logits_for, loss_and_accuracy
+from digitkit.training.loop import make_optimizer
+from digitkit.training.state import optimizer_from_tensors, optimizer_to_tensors
+
+
+class _Recorder(torch.nn.Module):
+    """A linear classifier that remembers the device of every input it saw."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = torch.nn.Linear(4, 3)
+        self.seen: set[torch.device] = set()
+
+    def forward(self, x):
+        self.seen.add(x.device)
+        return self.fc(x.flatten(1))
+
+
+def test_helpers_take_the_device_from_the_model():
+    model = _Recorder()
+    x = torch.randint(0, 255, (10, 1, 2, 2), dtype=torch.uint8)
+    logits = logits_for(model, x, Normalization((0.5,), (0.25,)), batch_size=4)
+    assert model.seen == {torch.device("cpu")} and logits.device == model_device(model) and logits.shape == (10, 3)
+    loss, acc = loss_and_accuracy(logits, torch.zeros(10, dtype=torch.long))
+    assert loss > 0 and 0 <= acc <= 1
+    with torch.device("meta"):
+        assert model_device(torch.nn.Linear(2, 2)).type == "meta"
+    assert model_device(torch.nn.ReLU()) == torch.device("cpu")  # no weights: the CPU
+
+
+def test_image_task_holds_every_tensor_on_its_device():
+    x, y = torch.zeros(8, 1, 4, 4, dtype=torch.uint8), torch.zeros(8, dtype=torch.long)
+    task = ImageTask(x, y, x[:2], y[:2], Normalization((0.0,), (1.0,)), None, torch.device("meta"))
+    assert {t.device.type for t in (task.train_x, task.train_y, task.val_x, task.val_y)} == {"meta"}
+
+
+def test_gpu_sized_preset_only_on_cuda():
+    cpu = api._resolve_config("mnist", {"preset": "fast"}, "cpu")
+    cuda = api._resolve_config("mnist", {"preset": "fast"}, "cuda")
+    assert (cpu.batch_size, cpu.lr) == (64, 4e-3)
+    assert (cuda.batch_size, cuda.lr) == (512, 1e-2) and cuda.epochs == cpu.epochs
+    assert api._resolve_config("mnist", {"preset": "fast", "batch_size": 128}, "cuda").batch_size == 128  # flags win
+
+
+def test_optimizer_state_keeps_this_devices_implementation():
+    """A checkpoint written by a fused CUDA optimizer resumes on a CPU with the CPU's own update, and back."""
+    model = torch.nn.Linear(3, 2)
+    optimizer = make_optimizer(model, TrainConfig(optimizer="adam"))
+    assert not optimizer.param_groups[0].get("fused")  # fused kernels are for CUDA parameters
+    model(torch.randn(4, 3)).sum().backward()
+    optimizer.step()
+    tensors, meta = optimizer_to_tensors(optimizer)
+    for group in meta["param_groups"]:
+        group["fused"] = True  # as a CUDA run saves it
+    fresh = make_optimizer(model, TrainConfig(optimizer="adam"))
+    optimizer_from_tensors(fresh, tensors, meta)
+    assert not fresh.param_groups[0].get("fused")
+    assert torch.equal(fresh.state[model.weight]["exp_avg"], optimizer.state[model.weight]["exp_avg"])
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without CUDA")
+def test_cuda_asked_for_without_a_gpu():
+    with pytest.raises(DigitkitError, match="no CUDA GPU"):
+        pick_device("cuda")
+    assert_one_line_error(run_cli("train", "mnist", "--device", "cuda", "--epochs", "1"), 2, "no CUDA GPU")
+
+
+def test_more_cuda_processes_than_gpus(monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(DigitkitError, match="2 processes on CUDA need as many GPUs, and this machine has 1"):
+        distributed.local_device(torch.device("cuda"))
+    assert distributed.local_device(torch.device("cpu")) == torch.device("cpu")
+
+
+def test_restored_optimizer_state_is_laid_out_like_its_parameters():
+    """Checkpoints store contiguous tensors; CUDA's fused Adam refuses state whose strides differ from a
+    channels-last parameter's (seen on an H100 when resuming a CPU checkpoint)."""
+    model = torch.nn.Conv2d(3, 8, 3).to(memory_format=torch.channels_last)
+    optimizer = make_optimizer(model, TrainConfig(optimizer="adam"))
+    model(torch.randn(2, 3, 8, 8)).sum().backward()
+    optimizer.step()
+    tensors, meta = optimizer_to_tensors(optimizer)
+    tensors = {k: v.contiguous() for k, v in tensors.items()}  # as safetensors writes them
+    fresh = make_optimizer(model, TrainConfig(optimizer="adam"))
+    optimizer_from_tensors(fresh, tensors, meta)
+    for key in ("exp_avg", "exp_avg_sq"):
+        restored = fresh.state[model.weight][key]
+        assert restored.stride() == model.weight.stride() and torch.equal(restored, optimizer.state[model.weight][key])
