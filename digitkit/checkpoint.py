@@ -3,7 +3,8 @@
 Layout of the file:
 - `model.*`        the weights to deploy (the best epoch's, when early stopping restores them)
 - `train.model.*`  the last completed epoch's weights, and `train.optim.<i>.<key>` the optimizer's tensors;
-                   both only while training state is kept, so `--resume` continues exactly
+                   both only while training state is kept, so `--resume` continues exactly (this module is the
+                   one that knows these names: `training_tensors` and `restore_training`)
 - metadata         string -> JSON string: model name and config, dataset, classes, input normalization,
                    train config, history, metrics, versions, and the loop's state for `--resume`
 """
@@ -140,3 +141,56 @@ def load(path: str | os.PathLike) -> Checkpoint:
         )
     except (KeyError, ValueError, TypeError) as exc:
         raise CheckpointError(f"{path}: digitkit metadata is damaged ({exc.__class__.__name__}: {exc})") from None
+
+
+_IMPLEMENTATION = ("fused", "foreach", "capturable", "differentiable")
+
+
+def training_tensors(model: Any, optimizer: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(tensors, JSON) of what `--resume` needs beyond the loop's counters: the last weights and the optimizer."""
+    import torch
+
+    sd = optimizer.state_dict()
+    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    plain: dict[str, dict[str, Any]] = {}
+    for idx, slot in sd["state"].items():
+        for key, value in slot.items():
+            if torch.is_tensor(value):
+                tensors[f"optim.{idx}.{key}"] = value
+            else:
+                plain.setdefault(str(idx), {})[key] = value
+    return tensors, {"param_groups": sd["param_groups"], "plain": plain}
+
+
+def restore_training(ckpt: Checkpoint, path: Any, model: Any, optimizer: Any, scheduler: Any, early: Any) -> None:
+    """Load a checkpoint's last weights, optimizer, schedule and early-stopping state into a fresh run's objects."""
+    try:
+        model.load_state_dict({k[len("model."):]: v for k, v in ckpt.train_tensors.items() if k.startswith("model.")})
+        restore_optimizer(optimizer, ckpt.train_tensors, ckpt.train_state["optimizer"])
+        scheduler.load_state_dict(ckpt.train_state["scheduler"])
+        early.load_state_dict(ckpt.train_state["early_stopping"])
+    except (RuntimeError, KeyError, ValueError) as exc:
+        raise CheckpointError(f"{path}: training state does not match its model ({exc})") from None
+
+
+def restore_optimizer(optimizer: Any, tensors: dict[str, Any], meta: dict[str, Any]) -> None:
+    import torch
+
+    state: dict[int, dict[str, Any]] = {}
+    for name, value in tensors.items():
+        if name.startswith("optim."):
+            _, idx, key = name.split(".", 2)
+            state.setdefault(int(idx), {})[key] = value
+    for idx, slot in meta.get("plain", {}).items():
+        state.setdefault(int(idx), {}).update(slot)
+    # how the update runs (fused kernels on CUDA, foreach on the CPU) belongs to this device, not the one that saved
+    groups = [{**saved, **{k: mine[k] for k in _IMPLEMENTATION if k in mine}}
+              for saved, mine in zip(meta["param_groups"], optimizer.param_groups)]
+    optimizer.load_state_dict({"state": state, "param_groups": groups})
+    # saved tensors come back contiguous; CUDA's fused update needs each one laid out like its (channels-last) parameter
+    for group in optimizer.param_groups:
+        for param in group["params"]:
+            slot = optimizer.state.get(param, {})
+            for key, value in slot.items():
+                if torch.is_tensor(value) and value.shape == param.shape and value.stride() != param.stride():
+                    slot[key] = torch.empty_like(param, dtype=value.dtype).copy_(value)

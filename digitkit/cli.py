@@ -6,6 +6,7 @@ Data goes to stdout, progress and errors to stderr. Exit codes: 0 ok, 1 some inp
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import sys
@@ -86,7 +87,6 @@ def _model_options(pairs: list[str]) -> dict[str, Any]:
 
 def _launch_torchrun(nproc: int, device: str) -> None:
     """`--nproc N`: run this same command under torchrun with N local processes, and exit with its status."""
-    import os
     import subprocess
 
     if nproc < 1:
@@ -129,69 +129,53 @@ def _print_json(obj: Any) -> None:
     sys.stdout.flush()
 
 
-@app.command()
-def train(
-    dataset: Optional[str] = typer.Argument(None, help="mnist, fashion-mnist, cifar10, fsdd or speechcommands (not needed with --resume)."),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="Images: cnn or resnet (default: cnn). Speech: lstm or gru (default: lstm)."),
-    preset: Optional[str] = typer.Option(None, "--preset", "-p", help="Named settings: default, seed (the seed's 128/192/256 CNN), fast (99.2 % MNIST in ~15 s on 2 cores), accurate (99.7 %, ~10 min)."),
-    model_option: list[str] = typer.Option([], "--model-option", "-o", help="Model size, KEY=VALUE, repeatable: filters=32,64 dense=256 dropout_conv=0.25 stem=32 widths=64,128,256 blocks=1,1,1."),
-    epochs: Optional[int] = typer.Option(None, "--epochs", "-e", help="Most epochs to run. (default: 50)"),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b", help="(default: 64)"),
-    lr: Optional[float] = typer.Option(None, "--lr", help="Learning rate. (default: 0.001)"),
-    optimizer: Optional[str] = typer.Option(None, "--optimizer", help="adam, adamw or sgd. (default: adam)"),
-    weight_decay: Optional[float] = typer.Option(None, "--weight-decay", help="(default: 0)"),
-    val_split: Optional[float] = typer.Option(None, "--val-split", help="Fraction of training data held out for validation. (default: 0.1)"),
-    patience: Optional[int] = typer.Option(None, "--patience", help="Early stopping: epochs without val-loss improvement; 0 = off. (default: 3)"),
-    schedule: Optional[str] = typer.Option(None, "--schedule", help="plateau (ReduceLROnPlateau) or onecycle (peak LR = --lr). (default: plateau)"),
-    lr_factor: Optional[float] = typer.Option(None, "--lr-factor", help="ReduceLROnPlateau factor. (default: 0.2)"),
-    lr_patience: Optional[int] = typer.Option(None, "--lr-patience", help="ReduceLROnPlateau patience. (default: 2)"),
-    min_lr: Optional[float] = typer.Option(None, "--min-lr", help="ReduceLROnPlateau floor. (default: 0.0001)"),
-    label_smoothing: Optional[float] = typer.Option(None, "--label-smoothing", help="(default: 0)"),
-    grad_clip: Optional[float] = typer.Option(None, "--grad-clip", help="Clip the gradient norm. (default: off for images, 5 for speech)"),
-    augment: Optional[bool] = typer.Option(None, "--augment/--no-augment", help="Random shifts/rotations/flips on training batches. (default: on)"),
-    tta: Optional[bool] = typer.Option(None, "--tta/--no-tta", help="Images: score the test set, and later evaluate/predict, on mirrored and 1-pixel-shifted copies too. (default: on for resnet)"),
-    target_accuracy: Optional[float] = typer.Option(None, "--target-accuracy", help="Stop once val accuracy reaches this fraction, e.g. 0.99."),
-    holdout_speaker: Optional[str] = typer.Option(None, "--holdout-speaker", help="fsdd: test on this speaker only, train on the others (speaker-independent)."),
-    words: Optional[str] = typer.Option(None, "--words", help="speechcommands: comma-separated words to recognize. (default: all present)"),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Makes a run repeatable on the same machine. (default: 0)"),
-    limit: Optional[int] = typer.Option(None, "--limit", help="Train on N training samples only (quick runs); validation still uses the full held-out split."),
-    device: Device = typer.Option(Device.auto, "--device", help="Where to train."),
-    precision: Optional[str] = typer.Option(None, "--precision", help="auto (bf16 autocast on CUDA when supported, else fp16; on CPUs with AMX or AVX512-BF16 for conv nets; else fp32), fp32, bf16 or fp16. (default: auto)"),
-    compile_model: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="torch.compile the model first (pays off on long GPU runs). (default: off)"),
-    out: Optional[Path] = typer.Option(None, "--out", help="Checkpoint path. (default: runs/DATASET-MODEL.safetensors)"),
-    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue a run from its checkpoint (optimizer, schedule and early-stopping state included)."),
-    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Dataset folder. (default: $DIGITKIT_DATA, else the user cache dir)"),
-    download: bool = typer.Option(True, "--download/--no-download", help="Fetch missing dataset files (checksummed)."),
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help="TOML file of train options (keys as the long option names, [model_options] table); flags override it."),
-    config_from: Optional[Path] = typer.Option(None, "--config-from", help="Repeat the run a checkpoint was trained with (its stored config); flags override it."),
-    print_config: bool = typer.Option(False, "--print-config", help="Print the effective config as TOML on stdout and exit without training."),
-    nproc: Optional[int] = typer.Option(None, "--nproc", help="Train with N processes on this machine (launches torchrun; --batch-size stays the total batch)."),
-    as_json: bool = typer.Option(False, "--json", help="Print the final metrics as JSON on stdout."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only warnings and errors on stderr."),
-) -> None:
-    """Train a model; writes a checkpoint after every epoch and prints its path (or --json metrics) on stdout."""
-    def gather() -> tuple[str, dict[str, Any]]:
-        from digitkit.configfile import config_from_checkpoint, read_config
+_CLI_TYPES = {"str": str, "int": int, "float": float, "bool": bool, "list[str]": str}  # a list is given comma-separated
 
-        if config is not None and config_from is not None:
-            raise DigitkitError("give --config or --config-from, not both")
-        base = read_config(config) if config is not None else config_from_checkpoint(config_from) if config_from is not None else {}
-        flags = dict(
-            model=model, preset=preset, epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer,
-            weight_decay=weight_decay, val_split=val_split, patience=patience, schedule=schedule, lr_factor=lr_factor,
-            lr_patience=lr_patience, min_lr=min_lr, label_smoothing=label_smoothing, grad_clip=grad_clip, augment=augment,
-            tta=tta, target_accuracy=target_accuracy, seed=seed, limit=limit, holdout_speaker=holdout_speaker,
-            words=[w.strip() for w in words.split(",") if w.strip()] if words else None,
-            precision=precision, compile=compile_model,
-        )
-        name = dataset or base.pop("dataset", None)
-        base.pop("dataset", None)
-        options = {**base, **{k: v for k, v in flags.items() if v is not None}}
-        if model_option:
-            options["model_options"] = {**(base.get("model_options") or {}), **_model_options(model_option)}
-        if name is None and resume is None:
-            raise DigitkitError("give a DATASET (mnist, fashion-mnist, cifar10, fsdd, speechcommands), a --config that names one, or --resume CHECKPOINT")
-        return name or "", options
+
+def _train_parameters() -> list[inspect.Parameter]:
+    """`digitkit train`'s parameters: DATASET, one option per `TrainConfig` option (its help and default from the
+    declaration there), then the options of where and how a run happens, which are no part of its config."""
+    from digitkit import config
+
+    def param(name: str, annotation: Any, default: Any) -> inspect.Parameter:
+        return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+
+    params = [param("dataset", Optional[str], typer.Argument(None, metavar="DATASET", help="mnist, fashion-mnist, cifar10, fsdd or speechcommands (not needed with --resume)."))]
+    for f in config.cli_options():
+        kind = _CLI_TYPES[f.type.split("|")[0].strip()]
+        names = [config.flag(f.name) + (f"/--no-{f.name.replace('_', '-')}" if kind is bool else "")]
+        names += [f.metadata["short"]] if f.metadata["short"] else []
+        help_text = f"{f.metadata['help']} (default: {config.default_text(f.name)})"
+        params.append(param(f.name, Optional[kind], typer.Option(None, *names, help=help_text, show_default=False)))
+    return params + [
+        param("model_option", list[str], typer.Option([], "--model-option", "-o", help="Model size, KEY=VALUE, repeatable: filters=32,64 dense=256 dropout_conv=0.25 stem=32 widths=64,128,256 blocks=1,1,1.")),
+        param("device", Device, typer.Option(Device.auto, "--device", help="Where to train.")),
+        param("out", Optional[Path], typer.Option(None, "--out", help="Checkpoint path. (default: runs/DATASET-MODEL.safetensors)")),
+        param("resume", Optional[Path], typer.Option(None, "--resume", help="Continue a run from its checkpoint (optimizer, schedule and early-stopping state included).")),
+        param("data_dir", Optional[Path], typer.Option(None, "--data-dir", help="Dataset folder. (default: $DIGITKIT_DATA, else the user cache dir)")),
+        param("download", bool, typer.Option(True, "--download/--no-download", help="Fetch missing dataset files (checksummed).")),
+        param("config", Optional[Path], typer.Option(None, "--config", "-c", help="TOML file of train options (keys as the long option names, [model_options] table); flags override it.")),
+        param("config_from", Optional[Path], typer.Option(None, "--config-from", help="Repeat the run a checkpoint was trained with (its stored config); flags override it.")),
+        param("print_config", bool, typer.Option(False, "--print-config", help="Print the effective config as TOML on stdout and exit without training.")),
+        param("nproc", Optional[int], typer.Option(None, "--nproc", help="Train with N processes on this machine (launches torchrun; --batch-size stays the total batch).")),
+        param("as_json", bool, typer.Option(False, "--json", help="Print the final metrics as JSON on stdout.")),
+        param("quiet", bool, typer.Option(False, "--quiet", "-q", help="Only warnings and errors on stderr.")),
+    ]
+
+
+def train(**given: Any) -> None:
+    """Train a model; writes a checkpoint after every epoch and prints its path (or --json metrics) on stdout."""
+    from digitkit.config import cli_options
+
+    dataset, model_option, device, out, resume, data_dir, download, config, config_from, print_config, nproc, as_json, quiet = (
+        given.pop(k) for k in ("dataset", "model_option", "device", "out", "resume", "data_dir", "download", "config",
+                               "config_from", "print_config", "nproc", "as_json", "quiet"))
+    flags = {f.name: given[f.name] for f in cli_options()}
+    if flags["words"] is not None:
+        flags["words"] = [w.strip() for w in flags["words"].split(",") if w.strip()] or None
+
+    def gather() -> tuple[str, dict[str, Any]]:
+        return _gather_options(dataset, flags, model_option, config, config_from, resume)
 
     if print_config:
         def show() -> str:
@@ -219,8 +203,29 @@ def train(
             reporter.close()
 
     result = _run(task)
-    if os.environ.get("RANK", "0") != "0":  # one of several torchrun processes: rank 0 reports
-        return
+    if os.environ.get("RANK", "0") == "0":  # of several torchrun processes, rank 0 reports
+        _print_trained(result, as_json)
+
+
+def _gather_options(dataset: str | None, flags: dict[str, Any], model_option: list[str], config: Path | None,
+                    config_from: Path | None, resume: Path | None) -> tuple[str, dict[str, Any]]:
+    """(DATASET, train options): a config file's or checkpoint's options, overridden by the flags given."""
+    from digitkit.configfile import config_from_checkpoint, read_config
+
+    if config is not None and config_from is not None:
+        raise DigitkitError("give --config or --config-from, not both")
+    base = read_config(config) if config is not None else config_from_checkpoint(config_from) if config_from is not None else {}
+    name = dataset or base.pop("dataset", None)
+    base.pop("dataset", None)
+    options = {**base, **{k: v for k, v in flags.items() if v is not None}}
+    if model_option:
+        options["model_options"] = {**(base.get("model_options") or {}), **_model_options(model_option)}
+    if name is None and resume is None:
+        raise DigitkitError("give a DATASET (mnist, fashion-mnist, cifar10, fsdd, speechcommands), a --config that names one, or --resume CHECKPOINT")
+    return name or "", options
+
+
+def _print_trained(result: Any, as_json: bool) -> None:
     m = result.metrics
     if as_json:
         _print_json({"checkpoint": str(result.checkpoint), "stop_reason": result.stop_reason, **m})
@@ -231,6 +236,10 @@ def train(
         )
         typer.echo(str(result.checkpoint))
 
+
+
+train.__signature__ = inspect.Signature(_train_parameters())  # type: ignore[attr-defined]
+app.command()(train)
 
 @app.command()
 def evaluate(
@@ -280,7 +289,7 @@ def _stream(results: Callable[[], Any], line: Callable[[Any], str]) -> None:
     go on; exit 1 if any failed. A closed pipe (`... | head -1`) ends quietly."""
 
     def task() -> int:
-        from digitkit.api import Failure
+        from digitkit.errors import Failure
 
         failed = 0
         for item in results():

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from digitkit.errors import DigitkitError
-from digitkit.training.config import TrainConfig
+from digitkit.config import TrainConfig
 
 # Where a run happens, not what it is: never written into a config file.
 _RUN_ONLY = {"device", "out", "resume", "data_dir"}

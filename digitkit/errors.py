@@ -1,5 +1,7 @@
 """Errors a user can cause. The CLI prints their message on one line and exits with `exit_code`."""
 
+from dataclasses import dataclass
+
 
 class DigitkitError(Exception):
     """Bad usage or bad data: exit code 2."""
@@ -19,3 +21,11 @@ class InputError(DigitkitError):
     """One input file (an image to predict) could not be used; other files go on."""
 
     exit_code = 1
+
+
+@dataclass
+class Failure:
+    """One input in a stream of results that could not be used: its path and the one-line reason."""
+
+    path: str
+    error: str

@@ -8,7 +8,6 @@ from typing import Any
 
 import torch
 
-from digitkit.errors import CheckpointError
 
 
 @dataclass
@@ -30,8 +29,6 @@ class Recognizer:
     def __init__(self, ckpt: Any, device: torch.device, segment_seconds: float = 20.0):
         from digitkit.data.audio import LogMel
 
-        if ckpt.input.get("kind") != "speech":
-            raise CheckpointError(f"a {ckpt.dataset} image model cannot transcribe audio; use `digitkit predict` for images")
         self.net = ckpt.build_model(device)
         self.device = device
         self.vocab = ckpt.classes

@@ -7,21 +7,17 @@ import math
 import sys
 from typing import Any, TextIO
 
+from digitkit.training.callbacks import Callback
+
 _COLUMNS = (("epoch", 7), ("train acc", 10), ("train loss", 11), ("val acc", 9), ("val loss", 10), ("lr", 9), ("seconds", 8))
 
 
-class Reporter:
-    """The silent reporter: the interface the tasks call, doing nothing."""
+class Reporter(Callback):
+    """The silent reporter: messages from the tasks, and the training loop's hooks, doing nothing."""
 
     def info(self, message: str) -> None: ...
 
     def warn(self, message: str) -> None: ...
-
-    def epoch_started(self, epoch: int, epochs: int, steps: int) -> None: ...
-
-    def batch_done(self, step: int, loss: float, accuracy: float) -> None: ...
-
-    def epoch_done(self, row: dict[str, Any]) -> None: ...
 
     def close(self) -> None: ...
 
@@ -67,7 +63,7 @@ class ConsoleReporter(Reporter):
     def warn(self, message: str) -> None:
         self.console.print(f"warning: {message}", style="yellow" if self.live else None, markup=False, soft_wrap=True)
 
-    def epoch_started(self, epoch: int, epochs: int, steps: int) -> None:
+    def on_epoch_begin(self, epoch: int, epochs: int, steps: int) -> None:
         if self.quiet:
             return
         if not self._header_done:
@@ -84,12 +80,12 @@ class ConsoleReporter(Reporter):
             self._progress.start()
             self._task = self._progress.add_task("train", total=steps, loss="-")
 
-    def batch_done(self, step: int, loss: float, accuracy: float) -> None:
+    def on_batch_end(self, step: int, loss: float) -> None:
         if self._progress is not None:
             fields = {} if math.isnan(loss) else {"loss": f"{loss:.4f}"}
             self._progress.update(self._task, completed=step, **fields)
 
-    def epoch_done(self, row: dict[str, Any]) -> None:
+    def on_epoch_end(self, row: dict[str, Any], state: Any = None) -> None:
         if self._progress is not None:
             self._progress.stop()
             self._progress = None

@@ -8,7 +8,6 @@ import pickle
 import shutil
 import threading
 import urllib.error
-from pathlib import Path
 
 import pytest
 import torch

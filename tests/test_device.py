@@ -8,14 +8,14 @@ import pytest
 import torch
 
 from conftest import assert_one_line_error, run_cli
-from digitkit import api
+from digitkit import config
+from digitkit.checkpoint import restore_optimizer, training_tensors
+from digitkit.config import TrainConfig
 from digitkit.device import model_device, pick_device
 from digitkit.errors import DigitkitError
 from digitkit.training import distributed
-from digitkit.training.config import TrainConfig
-from digitkit.training.image_task import ImageTask, Normalization, logits_for, loss_and_accuracy
+from digitkit.tasks.image import ImageBatches, Normalization, logits_for, loss_and_accuracy
 from digitkit.training.loop import make_optimizer
-from digitkit.training.state import optimizer_from_tensors, optimizer_to_tensors
 
 
 class _Recorder(torch.nn.Module):
@@ -43,18 +43,18 @@ def test_helpers_take_the_device_from_the_model():
     assert model_device(torch.nn.ReLU()) == torch.device("cpu")  # no weights: the CPU
 
 
-def test_image_task_holds_every_tensor_on_its_device():
+def test_image_batches_hold_every_tensor_on_their_device():
     x, y = torch.zeros(8, 1, 4, 4, dtype=torch.uint8), torch.zeros(8, dtype=torch.long)
-    task = ImageTask(x, y, x[:2], y[:2], Normalization((0.0,), (1.0,)), None, torch.device("meta"))
+    task = ImageBatches(x, y, x[:2], y[:2], Normalization((0.0,), (1.0,)), None, torch.device("meta"))
     assert {t.device.type for t in (task.train_x, task.train_y, task.val_x, task.val_y)} == {"meta"}
 
 
 def test_gpu_sized_preset_only_on_cuda():
-    cpu = api._resolve_config("mnist", {"preset": "fast"}, "cpu")
-    cuda = api._resolve_config("mnist", {"preset": "fast"}, "cuda")
+    cpu = config.resolve("mnist", {"preset": "fast"}, "cpu")
+    cuda = config.resolve("mnist", {"preset": "fast"}, "cuda")
     assert (cpu.batch_size, cpu.lr) == (64, 4e-3)
     assert (cuda.batch_size, cuda.lr) == (512, 1e-2) and cuda.epochs == cpu.epochs
-    assert api._resolve_config("mnist", {"preset": "fast", "batch_size": 128}, "cuda").batch_size == 128  # flags win
+    assert config.resolve("mnist", {"preset": "fast", "batch_size": 128}, "cuda").batch_size == 128  # flags win
 
 
 def test_optimizer_state_keeps_this_devices_implementation():
@@ -64,11 +64,11 @@ def test_optimizer_state_keeps_this_devices_implementation():
     assert not optimizer.param_groups[0].get("fused")  # fused kernels are for CUDA parameters
     model(torch.randn(4, 3)).sum().backward()
     optimizer.step()
-    tensors, meta = optimizer_to_tensors(optimizer)
+    tensors, meta = training_tensors(model, optimizer)
     for group in meta["param_groups"]:
         group["fused"] = True  # as a CUDA run saves it
     fresh = make_optimizer(model, TrainConfig(optimizer="adam"))
-    optimizer_from_tensors(fresh, tensors, meta)
+    restore_optimizer(fresh, tensors, meta)
     assert not fresh.param_groups[0].get("fused")
     assert torch.equal(fresh.state[model.weight]["exp_avg"], optimizer.state[model.weight]["exp_avg"])
 
@@ -97,10 +97,10 @@ def test_restored_optimizer_state_is_laid_out_like_its_parameters():
     optimizer = make_optimizer(model, TrainConfig(optimizer="adam"))
     model(torch.randn(2, 3, 8, 8)).sum().backward()
     optimizer.step()
-    tensors, meta = optimizer_to_tensors(optimizer)
+    tensors, meta = training_tensors(model, optimizer)
     tensors = {k: v.contiguous() for k, v in tensors.items()}  # as safetensors writes them
     fresh = make_optimizer(model, TrainConfig(optimizer="adam"))
-    optimizer_from_tensors(fresh, tensors, meta)
+    restore_optimizer(fresh, tensors, meta)
     for key in ("exp_avg", "exp_avg_sq"):
         restored = fresh.state[model.weight][key]
         assert restored.stride() == model.weight.stride() and torch.equal(restored, optimizer.state[model.weight][key])

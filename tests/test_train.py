@@ -43,7 +43,7 @@ class _CtrlCAt(Reporter):
     def __init__(self, epoch):
         self.epoch = epoch
 
-    def epoch_started(self, epoch, epochs, steps):
+    def on_epoch_begin(self, epoch, epochs, steps):
         if epoch == self.epoch:
             raise KeyboardInterrupt
 
@@ -102,9 +102,9 @@ def test_early_stopping_counts_like_keras():
 @pytest.mark.slow
 def test_early_stopping_restores_best_weights(tmp_path, data_dir):
     """The deployed weights are the best-val-loss epoch's, not the last epoch's."""
-    from digitkit.training.prepare import split_holdout as _split
+    from digitkit.tasks.image import split_holdout as _split
     from digitkit.data.registry import get_dataset, load
-    from digitkit.training.image_task import Normalization, logits_for, loss_and_accuracy
+    from digitkit.tasks.image import Normalization, logits_for, loss_and_accuracy
 
     # an LR far too high makes val loss bounce, so the best epoch is rarely the last one
     result = api.train("mnist", out=tmp_path / "es.safetensors", data_dir=data_dir, limit=2000, epochs=8, lr=0.02,

@@ -5,7 +5,7 @@ import torch
 
 from digitkit.data.registry import Augment, get_dataset
 from digitkit.data.transforms import augment, cutout, shifted
-from digitkit.training.image_task import augmented_logits, tta_views
+from digitkit.tasks.image import augmented_logits, tta_views
 from digitkit.training.loop import pick_precision
 
 

@@ -113,12 +113,18 @@ DATASETS: dict[str, ImageDataset] = {
 _CIFAR_TRAIN = tuple(f"data_batch_{i}" for i in range(1, 6))
 
 
-def get_dataset(name: str) -> ImageDataset:
+def find_dataset(name: str) -> ImageDataset | None:
+    """The image dataset a user's spelling names ("Fashion_MNIST", "cifar-10", ...), or None."""
     key = name.lower().replace("_", "-")
     key = {"fashion": "fashion-mnist", "fashionmnist": "fashion-mnist", "cifar": "cifar10", "cifar-10": "cifar10"}.get(key, key)
-    if key not in DATASETS:
-        raise DataError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}, fsdd, speechcommands")
-    return DATASETS[key]
+    return DATASETS.get(key)
+
+
+def get_dataset(name: str) -> ImageDataset:
+    spec = find_dataset(name)
+    if spec is None:
+        raise DataError(f"unknown image dataset {name!r}; choose one of: {', '.join(DATASETS)}")
+    return spec
 
 
 def _missing_message(spec: ImageDataset, folder: Path, missing: list[str], why: str) -> str:

@@ -24,28 +24,28 @@ def normalize(x: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) 
     return (x - m) / s
 
 
-def augment(x: torch.Tensor, spec: Augment) -> torch.Tensor:
+def augment(x: torch.Tensor, aug: Augment) -> torch.Tensor:
     """Random rotation/scale/shift (one affine warp per sample), horizontal flips and cutout on a float batch in
     [0, 1]. Cutout fills its square with the batch's mean colour, which is about zero once normalized."""
     b, _, h, w = x.shape
     dev = x.device
-    if spec.rotate_deg or spec.translate_px or spec.scale:
-        angle = (torch.rand(b, device=dev) * 2 - 1) * math.radians(spec.rotate_deg)
-        scale = 1 + (torch.rand(b, device=dev) * 2 - 1) * spec.scale
-        shift = (torch.rand(b, 2, device=dev) * 2 - 1) * spec.translate_px
-        if spec.integer_shift:
+    if aug.rotate_deg or aug.translate_px or aug.scale:
+        angle = (torch.rand(b, device=dev) * 2 - 1) * math.radians(aug.rotate_deg)
+        scale = 1 + (torch.rand(b, device=dev) * 2 - 1) * aug.scale
+        shift = (torch.rand(b, 2, device=dev) * 2 - 1) * aug.translate_px
+        if aug.integer_shift:
             shift = shift.round()
         cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
         theta = torch.stack(
             [torch.stack([cos, -sin, shift[:, 0] * 2 / w], 1), torch.stack([sin, cos, shift[:, 1] * 2 / h], 1)], 1
         )
         grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-        x = F.grid_sample(x, grid, mode="bilinear", padding_mode=spec.padding, align_corners=False)
-    if spec.hflip:
+        x = F.grid_sample(x, grid, mode="bilinear", padding_mode=aug.padding, align_corners=False)
+    if aug.hflip:
         flip = torch.rand(b, device=dev) < 0.5
         x = torch.where(flip.view(-1, 1, 1, 1), x.flip(3), x)
-    if spec.cutout:
-        x = cutout(x, spec.cutout)
+    if aug.cutout:
+        x = cutout(x, aug.cutout)
     return x
 
 

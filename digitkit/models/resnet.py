@@ -2,7 +2,7 @@
 full-resolution stem, then stages that widen with a 3x3 conv and halve the resolution with a max-pool, each
 followed by residual blocks whose skip is the identity; global max-pooling and a scaled linear classifier.
 By default every stage has one residual block (ResNet-9 leaves the middle stage without one): about 10 % more
-time per epoch, repaid in accuracy on small CIFAR-10 training sets (the figures are beside the recipe in presets).
+time per epoch, repaid in accuracy on small CIFAR-10 training sets (README, Results).
 
 Pooling instead of strided convolutions and identity-only skips keep every residual block cheap; scaling the
 logits down lets SGD run at a high learning rate with label smoothing from the first step.

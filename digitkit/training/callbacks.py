@@ -1,4 +1,5 @@
-"""Early stopping with best-weight restore; its state goes into the checkpoint so `--resume` is exact."""
+"""What the training loop tells the world (one list of `Callback`s, as in Keras), and early stopping, whose state
+goes into the checkpoint so `--resume` is exact."""
 
 from __future__ import annotations
 
@@ -6,19 +7,31 @@ import math
 from typing import Any
 
 
+class Callback:
+    """Hooks into `training.loop.fit`, each a no-op here; the console reporter, the checkpoint writer and a user's
+    `epoch_callback` are all callbacks. An exception raised in a hook stops training (tuning's pruning does so)."""
+
+    def on_epoch_begin(self, epoch: int, epochs: int, steps: int) -> None: ...
+
+    def on_batch_end(self, step: int, loss: float) -> None:
+        """`loss` is NaN except every few steps: reading it waits for the device."""
+
+    def on_epoch_end(self, row: dict[str, Any], state: Any) -> None:
+        """`row` is the epoch's history row; `state` the loop's (`training.loop.LoopState`)."""
+
+
 class EarlyStopping:
     """Stop when the monitored loss has not improved for `patience` epochs (0 = never stop)."""
 
-    def __init__(self, patience: int, min_delta: float = 0.0):
+    def __init__(self, patience: int):
         self.patience = patience
-        self.min_delta = min_delta
         self.best = math.inf
         self.best_epoch = 0
         self.bad_epochs = 0
 
     def step(self, value: float, epoch: int) -> bool:
         """Record one epoch's loss; True when it is the best so far."""
-        if value < self.best - self.min_delta:
+        if value < self.best:
             self.best, self.best_epoch, self.bad_epochs = value, epoch, 0
             return True
         self.bad_epochs += 1

@@ -1,5 +1,5 @@
-"""The one training loop, for images and speech: epochs of batches from a `Task`, validation, LR schedule,
-early stopping, a checkpoint callback after every epoch.
+"""The one training loop, for images and speech: epochs of batches from a task's `TrainingData`, validation, LR
+schedule, early stopping, and a list of callbacks (the reporter, the checkpoint writer, a user's hook).
 
 Each epoch reseeds torch from (seed, epoch), so an epoch's shuffling, augmentation and dropout depend only on
 its number: a run resumed from a checkpoint repeats exactly what the uninterrupted run would have done.
@@ -14,13 +14,13 @@ from typing import Any, Callable, Iterator, Protocol
 
 import torch
 
-from digitkit.training.callbacks import EarlyStopping
-from digitkit.training.config import TrainConfig
+from digitkit.config import TrainConfig
+from digitkit.training.callbacks import Callback, EarlyStopping
 from digitkit.training.distributed import World
 
 
-class Task(Protocol):
-    """What the loop needs from a kind of data: batches, a loss, and a validation pass."""
+class TrainingData(Protocol):
+    """What the loop needs from a task's data: batches, a loss, and a validation pass."""
 
     def steps_per_epoch(self, batch_size: int) -> int: ...
 
@@ -142,9 +142,9 @@ def pick_precision(name: str, device: torch.device, convolutional: bool = False)
 def train_one_epoch(
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
-    task: "Task",
+    data: TrainingData,
     cfg: TrainConfig,
-    on_batch: Callable[[int, float, float], None],
+    on_batch: Callable[[int, float], None],
     per_batch_scheduler: Any = None,
     order: torch.Generator | None = None,
     world: World = World(),
@@ -153,9 +153,9 @@ def train_one_epoch(
 ) -> tuple[float, float]:
     model.train()
     total_loss, total_correct, seen = 0.0, 0.0, 0
-    for step, (inputs, targets, n) in enumerate(task.train_batches(cfg.batch_size, order, world)):
+    for step, (inputs, targets, n) in enumerate(data.train_batches(cfg.batch_size, order, world)):
         with precision.autocast():
-            loss, correct = task.loss(model, inputs, targets, cfg.label_smoothing)
+            loss, correct = data.loss(model, inputs, targets, cfg.label_smoothing)
         optimizer.zero_grad(set_to_none=True)
         if scaler is not None:  # fp16: scale the loss so small gradients survive, unscale before clipping
             scaler.scale(loss).backward()
@@ -174,33 +174,37 @@ def train_one_epoch(
         total_loss += loss.detach() * n
         total_correct += correct
         seen += n
-        on_batch(step + 1, loss.item() if step % 20 == 0 else float("nan"), 0.0)
+        on_batch(step + 1, loss.item() if step % 20 == 0 else float("nan"))
     total_loss, total_correct, seen = world.sum(float(total_loss), float(total_correct), seen)
     return total_loss / max(seen, 1), total_correct / max(seen, 1)
 
 
 def fit(
     model: torch.nn.Module,
+    raw_model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
     scheduler: Any,
     early: EarlyStopping,
-    task: "Task",
+    data: TrainingData,
     cfg: TrainConfig,
     state: LoopState,
-    reporter: Any,
-    on_epoch_end: Callable[[LoopState], None],
+    callbacks: list[Callback],
     world: World = World(),
-    net: torch.nn.Module | None = None,
     precision: Precision = Precision(),
 ) -> LoopState:
-    """Train until `cfg.epochs`, early stopping or the target accuracy; call `on_epoch_end` after each epoch.
-    `model` may be wrapped (DistributedDataParallel, torch.compile); `net` is the bare model, whose weights are
-    kept and which validates."""
-    net = net if net is not None else model
+    """Train until `cfg.epochs`, early stopping or the target accuracy. `model` is what trains (it may be wrapped by
+    DistributedDataParallel or torch.compile); `raw_model` is the bare module inside it, whose weights are kept and
+    which validates. Every callback hears of every epoch and batch."""
     scaler = torch.amp.GradScaler(precision.device_type) if precision.scaled else None
-    steps = task.steps_per_epoch(cfg.batch_size)
+    steps = data.steps_per_epoch(cfg.batch_size)
+    per_batch = scheduler if cfg.schedule == "onecycle" else None
     if state.best_weights is None:
-        state.best_weights = copy.deepcopy(net.state_dict())
+        state.best_weights = copy.deepcopy(raw_model.state_dict())
+
+    def on_batch_end(step: int, loss: float) -> None:
+        for callback in callbacks:
+            callback.on_batch_end(step, loss)
+
     while state.epoch < cfg.epochs:
         epoch = state.epoch + 1
         epoch_seed = cfg.seed * 100_003 + epoch
@@ -208,39 +212,36 @@ def fit(
         order = torch.Generator().manual_seed(epoch_seed) if world.distributed else None  # ...the data order not
         lr = optimizer.param_groups[0]["lr"]
         t0 = time.perf_counter()
-        task.set_epoch(epoch, cfg.epochs)
-        reporter.epoch_started(epoch, cfg.epochs, steps)
-        per_batch = scheduler if cfg.schedule == "onecycle" else None
-        train_loss, train_acc = train_one_epoch(model, optimizer, task, cfg, reporter.batch_done, per_batch, order, world,
+        data.set_epoch(epoch, cfg.epochs)
+        for callback in callbacks:
+            callback.on_epoch_begin(epoch, cfg.epochs, steps)
+        train_loss, train_acc = train_one_epoch(model, optimizer, data, cfg, on_batch_end, per_batch, order, world,
                                                 precision, scaler)
         # validation runs in fp32, as `evaluate` does: the history's val numbers are what the deployed weights score
-        validation = world.share(task.validate(net) if world.is_main else None)
-        has_val = validation is not None
-        val_loss, val_acc = validation if has_val else (train_loss, train_acc)
-        monitored = val_loss
+        validation = world.share(data.validate(raw_model) if world.is_main else None)
+        val_loss, val_acc = validation if validation is not None else (train_loss, train_acc)
         if per_batch is None:
-            scheduler.step(monitored)
-        if early.step(monitored, epoch) or cfg.patience == 0:
-            state.best_weights = copy.deepcopy(net.state_dict())
-        row = {
-            "epoch": epoch,
-            "train_accuracy": train_acc,
-            "train_loss": train_loss,
-            "val_accuracy": val_acc if has_val else None,
-            "val_loss": val_loss if has_val else None,
-            "lr": lr,
-            "seconds": time.perf_counter() - t0,
-        }
+            scheduler.step(val_loss)
+        if early.step(val_loss, epoch) or cfg.patience == 0:
+            state.best_weights = copy.deepcopy(raw_model.state_dict())
+        row = {"epoch": epoch, "train_accuracy": train_acc, "train_loss": train_loss,
+               "val_accuracy": val_acc if validation is not None else None,
+               "val_loss": val_loss if validation is not None else None, "lr": lr, "seconds": time.perf_counter() - t0}
         state.history.append(row)
         state.epoch = epoch
-        reporter.epoch_done(row)
-        if cfg.target_accuracy is not None and val_acc >= cfg.target_accuracy:
-            state.stop_reason = f"reached target accuracy {cfg.target_accuracy:.4f} at epoch {epoch}"
-        elif early.should_stop:
-            state.stop_reason = f"early stopping at epoch {epoch}: val loss did not improve for {cfg.patience} epochs (best epoch {early.best_epoch})"
-        elif state.epoch >= cfg.epochs:
-            state.stop_reason = f"finished {cfg.epochs} epochs"
-        on_epoch_end(state)
+        state.stop_reason = _stop_reason(cfg, early, epoch, val_acc)
+        for callback in callbacks:
+            callback.on_epoch_end(row, state)
         if state.stop_reason:
             break
     return state
+
+
+def _stop_reason(cfg: TrainConfig, early: EarlyStopping, epoch: int, val_acc: float) -> str:
+    if cfg.target_accuracy is not None and val_acc >= cfg.target_accuracy:
+        return f"reached target accuracy {cfg.target_accuracy:.4f} at epoch {epoch}"
+    if early.should_stop:
+        return f"early stopping at epoch {epoch}: val loss did not improve for {cfg.patience} epochs (best epoch {early.best_epoch})"
+    if epoch >= cfg.epochs:
+        return f"finished {cfg.epochs} epochs"
+    return ""

@@ -40,6 +40,14 @@ class TuningInterrupted(DigitkitError):
     exit_code = 130
 
 
+def _quiet_optuna() -> None:
+    """Our own lines say what each trial did."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+
+
 def _storage(url: str | None, out: Path):
     """An Optuna storage for a URL: RDB URLs (sqlite://, postgresql://, mysql://...) with heartbeats so a
     trial whose process died is failed by the others; `journal:PATH` for Optuna's file journal."""
@@ -160,28 +168,15 @@ def tune(
 ) -> TuneResult:
     """Run (or join, or resume) a study until it holds `trials` finished trials or `timeout` seconds pass;
     write the best trial's config as `best.toml` in `out`, ready for `digitkit train --config`."""
-    from digitkit import api
     from digitkit.configfile import to_toml
     from digitkit.models.registry import config_class
     from digitkit.tuning.space import load_space, starting_point, suggest, to_options
 
     reporter = reporter or Reporter()
-    if sampler not in SAMPLERS:
-        raise DigitkitError(f"--sampler must be one of {', '.join(SAMPLERS)}, not {sampler!r}")
-    if pruner not in PRUNERS:
-        raise DigitkitError(f"--pruner must be one of {', '.join(PRUNERS)}, not {pruner!r}")
-    if trials < 1:
-        raise DigitkitError("--trials must be at least 1")
-    if timeout is not None and timeout <= 0:
-        raise DigitkitError("--timeout must be positive")
+    _check_arguments(sampler, pruner, trials, timeout)
     base = dict(base or {})
     base.update({k: v for k, v in {"model": model, "epochs": epochs, "limit": limit, "seed": seed}.items() if v is not None})
-    cfg = api.resolve_config(dataset, device=device, **base)  # checks the dataset, model and options before any trial
-    recipe_has_no_val = cfg.val_split <= 0 and "val_split" not in base
-    if recipe_has_no_val:  # e.g. the resnet recipe trains on every image; trials still need held-out data
-        cfg = api.resolve_config(dataset, device=device, **{**base, "val_split": 0.1})
-    if cfg.val_split <= 0:
-        raise DigitkitError("tuning scores trials on validation data: give a --val-split above 0")
+    cfg, recipe_has_no_val = _trial_config(dataset, base, device)
     search = load_space(cfg.model, space)
     to_options(suggest(_Probe(search), search), config_class(cfg.model))  # every name maps to an option
     out = Path(out) if out is not None else Path("runs") / f"tune-{cfg.dataset}"
@@ -190,10 +185,7 @@ def tune(
     except OSError as exc:
         raise DigitkitError(f"cannot create {out}: {exc.strerror or exc}") from None
 
-    import optuna
-
-    optuna.logging.set_verbosity(optuna.logging.ERROR)  # our own lines say what each trial did
-    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    _quiet_optuna()
     url, store = _storage(storage, out)
     name = study_name or f"{cfg.dataset}-{cfg.model}"
     study, created = _open_study(store, name, sampler, search, seed, _pruner(pruner, cfg.epochs))
@@ -206,8 +198,41 @@ def tune(
     reporter.info(f"study {name!r} in {url}: {'new' if created else f'{done} trial(s) already'}; "
                   f"running up to {trials} in all, {cfg.epochs} epoch(s) each on {cfg.dataset}"
                   + (f" (first {cfg.limit:,} samples)" if cfg.limit else ""))
+    _run_trials(study, _Objective(trials, search, cfg, out, data_dir, device, reporter), trials, timeout, out, reporter)
+    best = _best(study, cfg, out, to_toml, recipe_has_no_val)
+    rows = trial_rows(study)
+    if plot is not None:
+        write_plots(study, Path(plot), reporter)
+    return TuneResult(out=out, storage=url, study_name=name, best=best, trials=rows)
+
+
+def _check_arguments(sampler: str, pruner: str, trials: int, timeout: float | None) -> None:
+    if sampler not in SAMPLERS:
+        raise DigitkitError(f"--sampler must be one of {', '.join(SAMPLERS)}, not {sampler!r}")
+    if pruner not in PRUNERS:
+        raise DigitkitError(f"--pruner must be one of {', '.join(PRUNERS)}, not {pruner!r}")
+    if trials < 1:
+        raise DigitkitError("--trials must be at least 1")
+    if timeout is not None and timeout <= 0:
+        raise DigitkitError("--timeout must be positive")
+
+
+def _trial_config(dataset: str, base: dict[str, Any], device: str) -> tuple[Any, bool]:
+    """(the trials' base config, whether the recipe itself has no validation split). Checks the dataset, model and
+    options before any trial."""
+    from digitkit import api
+
+    cfg = api.resolve_config(dataset, device=device, **base)
+    recipe_has_no_val = cfg.val_split <= 0 and "val_split" not in base
+    if recipe_has_no_val:  # e.g. the resnet recipe trains on every image; trials still need held-out data
+        cfg = api.resolve_config(dataset, device=device, **{**base, "val_split": 0.1})
+    if cfg.val_split <= 0:
+        raise DigitkitError("tuning scores trials on validation data: give a --val-split above 0")
+    return cfg, recipe_has_no_val
+
+
+def _run_trials(study: Any, objective: Any, trials: int, timeout: float | None, out: Path, reporter: Reporter) -> None:
     started = time.perf_counter()
-    objective = _Objective(trials, search, cfg, out, data_dir, device, reporter)
     while not objective.surplus:
         if timeout is not None and time.perf_counter() - started >= timeout:
             reporter.info(f"--timeout {timeout:g} s reached")
@@ -219,11 +244,6 @@ def tune(
             study.optimize(objective, n_trials=1, catch=(DigitkitError,))
         except KeyboardInterrupt:  # Optuna has marked the running trial failed; the next run repeats it
             raise TuningInterrupted(f"interrupted; finished trials are kept in {out}: run the same command to continue the study") from None
-    best = _best(study, cfg, out, to_toml, recipe_has_no_val)
-    rows = trial_rows(study)
-    if plot is not None:
-        write_plots(study, Path(plot), reporter)
-    return TuneResult(out=out, storage=url, study_name=name, best=best, trials=rows)
 
 
 class _Probe:

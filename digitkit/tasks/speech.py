@@ -1,0 +1,332 @@
+"""Speech end to end: FSDD and Speech Commands recordings, read and silence-trimmed; every epoch packs the training
+recordings into connected-word sequences (single words too), computes log-mel features per batch with SpecAugment
+masking, and trains with CTC; validation is single-word accuracy on held-out recordings; the test figures (single
+words, and WER on connected strings joined from test recordings) for training and `evaluate`. A user's audio is
+transcribed by `digitkit.recognize`."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+import torch.nn.functional as F
+
+from digitkit.ctc import batch_greedy, word_error_rate
+from digitkit.data.audio import LogMel, pad_batch
+from digitkit.data.sequences import frame_utterance, join_words, sample_lengths
+from digitkit.device import model_device
+from digitkit.training.distributed import World, shard
+
+
+ALIGNED_FRACTION = 0.4  # share of the epochs trained on the known alignment before CTC takes over
+SEQUENCE_TEST_COUNT = 300  # connected-digit strings joined from test recordings for the WER figure
+SEQUENCE_TEST_WORDS = (3, 7)
+N_MELS = 40
+
+
+def spec_augment(feats: torch.Tensor, lengths: torch.Tensor, freq_masks: int = 2, freq_width: int = 6,
+                 time_masks: int = 2, time_width: int = 8) -> torch.Tensor:
+    """Zero random bands of mel bins and runs of frames, per utterance (Park et al., 2019). The bands are drawn on
+    the host, one small draw each, and applied to the whole batch in one masked fill wherever `feats` are."""
+    b, t, f = feats.shape
+    frames = lengths.tolist()
+    bands = []  # per utterance: (first, end) of each frequency band, then of each time run
+    for i in range(b):
+        row = []
+        for _ in range(freq_masks):
+            w = int(torch.randint(0, freq_width + 1, ()))
+            f0 = int(torch.randint(0, max(1, f - w), ()))
+            row.append((f0, f0 + w))
+        for _ in range(time_masks):
+            w = int(torch.randint(0, time_width + 1, ()))
+            t0 = int(torch.randint(0, max(1, int(frames[i]) - w), ()))
+            row.append((t0, t0 + w))
+        bands.append(row)
+    edges = torch.tensor(bands, dtype=torch.long).view(b, freq_masks + time_masks, 2)
+    if feats.is_cuda:
+        edges = edges.pin_memory().to(feats.device, non_blocking=True)
+    freq, time = edges[:, :freq_masks], edges[:, freq_masks:]
+    bins = torch.arange(f, device=feats.device).view(1, 1, f)
+    steps = torch.arange(t, device=feats.device).view(1, 1, t)
+    in_freq = ((bins >= freq[..., :1]) & (bins < freq[..., 1:])).any(1)  # [B, F]
+    in_time = ((steps >= time[..., :1]) & (steps < time[..., 1:])).any(1)  # [B, T]
+    return feats.masked_fill(in_time[:, :, None] | in_freq[:, None, :], 0)
+
+
+def featurize(features: LogMel, waves: list[torch.Tensor], device: torch.device, augment: bool = False):
+    """Pad a batch of recordings, move it to `device` once, and compute its log-mel features there."""
+    padded, lengths = pad_batch(waves)
+    if device.type == "cuda":
+        padded = padded.pin_memory().to(device, non_blocking=True)
+    feats, frames = features(padded.to(device), lengths)
+    if augment:
+        feats = spec_augment(feats, frames)
+    return feats, frames
+
+
+@torch.inference_mode()
+def score_clips(model, features: LogMel, waves: list[torch.Tensor], targets: list[list[int]],
+                batch_size: int = 64) -> tuple[float, float, float, list[list[int]]]:
+    """(CTC loss per clip, exact-match accuracy, word error rate, hypotheses) of clips against token targets, run
+    where the model is."""
+    model.eval()
+    device = model_device(model)
+    losses, hyps = [], []
+    for start in range(0, len(waves), batch_size):
+        feats, frames = featurize(features, waves[start : start + batch_size], device)
+        log_probs, out_lengths = model(feats, frames)
+        losses.append(ctc_loss(log_probs, out_lengths, targets[start : start + batch_size], reduction="sum").item())
+        hyps += batch_greedy(log_probs, out_lengths)
+    accuracy = sum(h == t for h, t in zip(hyps, targets)) / max(len(targets), 1)
+    return sum(losses) / max(len(targets), 1), accuracy, word_error_rate(targets, hyps), hyps
+
+
+class SpeechBatches:
+    """What the training loop draws from."""
+
+    def __init__(self, train_waves: list[torch.Tensor], train_tokens: list[int], val_waves: list[torch.Tensor],
+                 val_tokens: list[int], sample_rate: int, n_mels: int, device: torch.device, augment: bool = True,
+                 max_words: int = 7, p_single: float = 0.3):
+        self.train_waves, self.train_tokens = train_waves, train_tokens
+        self.val_waves = [frame_utterance(w, sample_rate) for w in val_waves]
+        self.val_tokens = val_tokens
+        self.sample_rate, self.device, self.augment = sample_rate, device, augment
+        self.features = LogMel(sample_rate, n_mels)
+        self.max_words, self.p_single = max_words, p_single
+        mean_words = p_single + (1 - p_single) * (2 + max_words) / 2
+        self.sequences = max(1, math.ceil(len(train_waves) / mean_words))  # each recording about once per epoch
+        self.aligned_phase = True
+
+    def steps_per_epoch(self, batch_size: int) -> int:
+        return (self.sequences + batch_size - 1) // batch_size
+
+    def featurize(self, waves: list[torch.Tensor], augment: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        return featurize(self.features, waves, self.device, augment)
+
+    def train_batches(self, batch_size: int, order_rng: torch.Generator | None = None, world: World = World()) -> Iterator[tuple[tuple, tuple, int]]:
+        order = torch.randperm(len(self.train_waves), generator=order_rng).tolist()
+        counts = sample_lengths(self.sequences, self.max_words, self.p_single, generator=order_rng)
+        cursor = 0
+        sequences = []
+        for k in counts:
+            picks = [order[(cursor + j) % len(order)] for j in range(k)]
+            cursor += k
+            sequences.append(picks)
+        for start in range(0, len(sequences), batch_size):
+            chunk = sequences[start : start + batch_size]
+            if len(chunk) < world.size:  # too few left to give every rank one
+                break
+            chunk = shard(chunk, world)
+            waves, spans = [], []
+            for picks in chunk:
+                spans.append([])
+                waves.append(join_words([self.train_waves[i] for i in picks], self.sample_rate, spans=spans[-1]))
+            targets = [[self.train_tokens[i] for i in picks] for picks in chunk]
+            feats, frames = self.featurize(waves, augment=self.augment)
+            yield (feats, frames), (targets, spans), len(chunk)
+
+    def frame_labels(self, spans: list[list[tuple[int, int]]], targets: list[list[int]], frames: int, stride: int) -> torch.Tensor:
+        """Each output frame's token on the known alignment: the word over its samples, blank (0) elsewhere."""
+        labels = torch.zeros(len(targets), frames, dtype=torch.long)
+        step = self.features.hop * stride
+        for i, (seq_spans, seq_tokens) in enumerate(zip(spans, targets)):
+            for (start, end), token in zip(seq_spans, seq_tokens):
+                labels[i, start // step : min(frames, -(-end // step))] = token
+        return labels
+
+    def set_epoch(self, epoch: int, epochs: int) -> None:
+        self.aligned_phase = epoch <= round(ALIGNED_FRACTION * epochs)
+
+    def loss(self, model, inputs, targets, label_smoothing):
+        """First cross-entropy on the known alignment of the joined sequences (each word's token over its frames,
+        blank elsewhere): it teaches the acoustics in a fraction of the steps CTC needs to find alignments on its
+        own. Then CTC alone, which sharpens that into CTC's usual one-spike-per-word output. Summing the two does
+        not work: CTC pulls towards spikes, the frame loss towards dense runs, and the model stalls on blanks."""
+        feats, frames = inputs
+        tokens, spans = targets
+        log_probs, out_lengths = model(feats, frames)
+        if self.aligned_phase:
+            labels = self.frame_labels(spans, tokens, log_probs.shape[1], getattr(model, "module", model).frame_stride).to(log_probs.device)
+            valid = torch.arange(log_probs.shape[1], device=log_probs.device)[None, :] < out_lengths[:, None]
+            loss = F.nll_loss(log_probs[valid], labels[valid], reduction="mean")
+        else:
+            loss = ctc_loss(log_probs, out_lengths, tokens)
+        hyps = batch_greedy(log_probs.detach(), out_lengths)
+        return loss, sum(h == t for h, t in zip(hyps, tokens))
+
+    def validate(self, model) -> tuple[float, float] | None:
+        if not self.val_waves:
+            return None
+        loss, accuracy, _, _ = score_clips(model, self.features, self.val_waves, [[t] for t in self.val_tokens])
+        return loss, accuracy
+
+
+def ctc_loss(log_probs: torch.Tensor, lengths: torch.Tensor, targets: list[list[int]], reduction: str = "mean") -> torch.Tensor:
+    flat = torch.tensor([t for seq in targets for t in seq], dtype=torch.long)
+    target_lengths = torch.tensor([len(seq) for seq in targets], dtype=torch.long)
+    return F.ctc_loss(log_probs.transpose(0, 1).float(), flat, lengths.cpu(), target_lengths, blank=0,
+                      reduction=reduction, zero_infinity=True)
+
+
+def load_speech_splits(dataset: str, folder: Path, val_split: float, seed: int, holdout_speaker: str | None, words: list[str] | None):
+    from digitkit.data.speech import get_speech_dataset, load_fsdd, load_speechcommands
+    from digitkit.errors import DigitkitError
+
+    spec = get_speech_dataset(dataset)
+    if spec.name == "fsdd":
+        if words:
+            raise DigitkitError("--words is for speechcommands; FSDD's words are the digits 0-9")
+        return spec, load_fsdd(folder, val_split, seed, holdout_speaker)
+    if holdout_speaker:
+        raise DigitkitError("--holdout-speaker is for fsdd; speechcommands already splits by speaker")
+    return spec, load_speechcommands(folder, words)
+
+
+def load_waves(utterances: list, sample_rate: int, reporter: Any) -> tuple[list[torch.Tensor], list]:
+    """Read and silence-trim recordings; unreadable or silent ones are skipped with one warning."""
+    from digitkit.data.audio import read_audio, trim_silence
+    from digitkit.errors import InputError
+
+    waves, kept, skipped = [], [], []
+    for u in utterances:
+        try:
+            wave, _ = trim_silence(read_audio(u.path, sample_rate), sample_rate)
+        except InputError as exc:
+            skipped.append(str(exc))
+            continue
+        if len(wave) == 0:
+            skipped.append(f"{u.path}: silent")
+            continue
+        waves.append(wave)
+        kept.append(u)
+    if skipped:
+        reporter.warn(f"skipped {len(skipped)} unusable recording(s), e.g. {skipped[0]}")
+    return waves, kept
+
+
+def sequence_test_set(waves: list[torch.Tensor], tokens: list[int], sample_rate: int, count: int = SEQUENCE_TEST_COUNT,
+                      seed: int = 1234) -> tuple[list[torch.Tensor], list[list[int]]]:
+    """Connected strings of 3-7 words joined from held-out recordings, the same ones every time."""
+    g = torch.Generator().manual_seed(seed)
+    clips, targets = [], []
+    for _ in range(count if waves else 0):
+        k = int(torch.randint(SEQUENCE_TEST_WORDS[0], SEQUENCE_TEST_WORDS[1] + 1, (), generator=g))
+        picks = torch.randint(0, len(waves), (k,), generator=g).tolist()
+        clips.append(join_words([waves[i] for i in picks], sample_rate, generator=g))
+        targets.append([tokens[i] for i in picks])
+    return clips, targets
+
+
+@dataclass
+class SpeechTestScore:
+    loss: float
+    accuracy: float  # single words, each framed like a training sequence
+    tokens: list[int]
+    hyps: list[list[int]]
+    sequence_wer: float  # connected 3-7-word strings joined from the same recordings
+    sequence_accuracy: float
+    sequences: int
+
+
+def score_speech_test(model: torch.nn.Module, utterances: list, vocab: list[str], sample_rate: int, features: Any,
+                      reporter: Any) -> SpeechTestScore:
+    """The test figures of a speech model, the same for the end of training and for `evaluate`."""
+    waves, kept = load_waves(utterances, sample_rate, reporter)
+    tokens = [vocab.index(u.word) + 1 for u in kept]
+    framed = [frame_utterance(w, sample_rate) for w in waves]
+    loss, accuracy, _, hyps = score_clips(model, features, framed, [[t] for t in tokens])
+    clips, targets = sequence_test_set(waves, tokens, sample_rate)
+    _, seq_accuracy, wer, _ = score_clips(model, features, clips, targets, batch_size=32)
+    return SpeechTestScore(loss, accuracy, tokens, hyps, wer, seq_accuracy, len(clips))
+
+
+OTHER = "(other)"  # a clip decoded as no word or as several words
+
+
+class SpeechTask:
+    kind = "speech"
+    models = ("lstm", "gru")
+    convolutional = False  # the recurrent layers dominate; bf16 autocast gained 1.1x on a CPU, not worth it
+    use = "transcribe"
+
+    def dataset_name(self, name: str) -> str | None:
+        from digitkit.data.speech import get_speech_dataset, is_speech
+
+        return get_speech_dataset(name).name if is_speech(name) else None
+
+    def dataset_names(self) -> list[str]:
+        from digitkit.data.speech import SPEECH_DATASETS
+
+        return list(SPEECH_DATASETS)
+
+    def model_base(self, cfg: Any, words: int = 10) -> dict[str, Any]:
+        """Its features, and one output per word plus CTC's blank."""
+        return {"n_mels": N_MELS, "num_tokens": words + 1, "rnn": cfg.model}
+
+    def prepare(self, cfg: Any, folder: Path, device: torch.device, allow_download: bool, reporter: Any) -> Any:
+        from digitkit.errors import DataError
+        from digitkit.tasks import Prepared, model_config
+
+        spec, splits = load_speech_splits(cfg.dataset, folder, cfg.val_split, cfg.seed, cfg.holdout_speaker, cfg.words)
+        reporter.info(f"{spec.title}: {len(splits.train):,} train / {len(splits.val):,} val / {len(splits.test):,} test "
+                      f"recordings of {len(splits.vocab)} words from {splits.source}")
+        if splits.note:
+            reporter.info(splits.note)
+        train = splits.train[: cfg.limit] if cfg.limit is not None else splits.train
+        sr = spec.sample_rate
+        token = {w: i + 1 for i, w in enumerate(splits.vocab)}  # 0 is CTC's blank
+        train_waves, train_kept = load_waves(train, sr, reporter)
+        val_waves, val_kept = load_waves(splits.val, sr, reporter)
+        if not train_waves:
+            raise DataError(f"no usable training recordings in {splits.source}")
+        batches = SpeechBatches(train_waves, [token[u.word] for u in train_kept], val_waves, [token[u.word] for u in val_kept],
+                                sr, N_MELS, device, augment=cfg.augment, max_words=cfg.max_words)
+
+        def test(model: torch.nn.Module) -> dict[str, Any]:
+            r = score_speech_test(model, splits.test, splits.vocab, sr, batches.features, reporter)
+            return {"test_accuracy": r.accuracy, "test_loss": r.loss, "test_samples": len(r.tokens),
+                    "test_sequence_wer": r.sequence_wer, "test_sequence_accuracy": r.sequence_accuracy,
+                    "test_sequences": r.sequences}
+
+        return Prepared(
+            batches=batches,
+            model_config=model_config(cfg, self.model_base(cfg, len(splits.vocab))),
+            dataset=spec.name,
+            classes=list(splits.vocab),
+            input_meta={"kind": self.kind, "sample_rate": sr, "n_mels": N_MELS, "preprocess": "logmel"},
+            data_info={"source": splits.source, "note": splits.note, "train": len(train_waves), "val": len(val_waves),
+                       "holdout_speaker": cfg.holdout_speaker},
+            test=test,
+            channels_last=False,
+        )
+
+    def evaluate(self, ckpt: Any, path: Path, model: torch.nn.Module, folder: Path, batch_size: int,
+                 allow_download: bool, reporter: Any) -> Any:
+        from digitkit.config import TrainConfig
+        from digitkit.errors import DataError
+        from digitkit.metrics import confusion_matrix, per_class
+        from digitkit.tasks import EvalResult
+
+        cfg = TrainConfig.from_dict(ckpt.train_config)
+        spec, splits = load_speech_splits(ckpt.dataset, folder, cfg.val_split, cfg.seed, cfg.holdout_speaker, cfg.words)
+        if splits.vocab != ckpt.classes:
+            raise DataError(f"the words in {splits.source} ({', '.join(splits.vocab)}) differ from the model's ({', '.join(ckpt.classes)})")
+        sr = int(ckpt.input["sample_rate"])
+        reporter.info(f"evaluating {path} on the {spec.title} test recordings" + (f" ({splits.note})" if splits.note else ""))
+        score = score_speech_test(model, splits.test, list(ckpt.classes), sr, LogMel(sr, int(ckpt.input["n_mels"])), reporter)
+        n = len(ckpt.classes)
+        predicted = torch.tensor([h[0] - 1 if len(h) == 1 else n for h in score.hyps], dtype=torch.long)
+        conf = confusion_matrix(torch.tensor(score.tokens) - 1, predicted, n + 1)
+        classes = list(ckpt.classes) + [OTHER]
+        return EvalResult(
+            checkpoint=str(path), dataset=spec.name, samples=len(score.tokens), accuracy=score.accuracy, loss=score.loss,
+            classes=classes, per_class=[row for row in per_class(conf, classes) if row["class"] != OTHER],
+            confusion=conf.tolist(), history=ckpt.history, note=splits.note, sequence_wer=score.sequence_wer,
+            sequences=score.sequences,
+        )
+
+
+SPEECH = SpeechTask()
