@@ -52,9 +52,12 @@ def resolve_config(dataset: str = "", *, resume: str | os.PathLike | None = None
 
 
 def _check_writable(out: Path) -> None:
-    """Refuse an output path that cannot be written before spending minutes on training."""
-    if out.is_dir():
-        raise CheckpointError(f"cannot write checkpoint {out}: it is a directory")
+    """Refuse an output path that cannot be written, or must not be replaced (a device, a FIFO, a symbolic link:
+    the atomic rename would put a regular file in its place), before spending minutes on training."""
+    if out.is_symlink():
+        raise CheckpointError(f"cannot write checkpoint {out}: it is a symbolic link; give the path it points to")
+    if out.exists() and not out.is_file():
+        raise CheckpointError(f"cannot write checkpoint {out}: it is " + ("a directory" if out.is_dir() else "not a regular file"))
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -121,6 +124,7 @@ def train(
 def _run(cfg: TrainConfig, out: Path, previous: Any, resume: Any, dev: Any, world: Any, data_dir: Any,
          allow_download: bool, reporter: Reporter, epoch_callback: Any, test: bool) -> TrainResult:
     from digitkit.data.paths import resolve_data_dir
+    from digitkit.training.loop import Diverged
     from digitkit.training.run import TrainingRun
 
     if world.is_main:
@@ -131,6 +135,9 @@ def _run(cfg: TrainConfig, out: Path, previous: Any, resume: Any, dev: Any, worl
         reporter.info(f"resuming {resume} after epoch {run.state.epoch}")
     try:
         run.fit(epoch_callback)
+    except Diverged as exc:
+        kept = f"; epoch {exc.epoch - 1} is saved in {out}" if run.state.epoch > 0 else "; nothing was saved"
+        raise DigitkitError(f"{exc}{kept}") from None
     except KeyboardInterrupt:
         if run.state.epoch > 0 or previous is not None:
             raise TrainingInterrupted(
@@ -232,8 +239,8 @@ def transcribe(
     from digitkit.errors import InputError
     from digitkit.recognize import Recognizer
 
-    if segment_seconds < 1:
-        raise DigitkitError("--segment-seconds must be at least 1")
+    if not 1 <= segment_seconds < 86400:
+        raise DigitkitError("--segment-seconds must be at least 1 and finite")
     ckpt = ckpt_io.load(_checkpoint_path(model, "speech"))
     tasks.for_checkpoint(ckpt, "speech")
     recognizer = Recognizer(ckpt, pick_device(device), segment_seconds)

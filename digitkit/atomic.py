@@ -28,6 +28,16 @@ def atomic_path(target: Path) -> Iterator[Path]:
     try:
         yield tmp
         os.chmod(tmp, 0o666 & ~_umask())
+        _fsync(tmp)  # the data reaches the disk before the name does: a power loss leaves the old file, not an empty one
         os.replace(tmp, target)
+        _fsync(target.parent)  # and the rename itself
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

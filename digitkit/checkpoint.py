@@ -77,6 +77,7 @@ def versions() -> dict[str, str]:
 
 def save(path: str | os.PathLike, ckpt: Checkpoint) -> Path:
     """Write atomically: a temp file in the same folder, then rename, so a crash never leaves half a file."""
+    from safetensors import SafetensorError
     from safetensors.torch import save_file
 
     path = Path(path)
@@ -99,6 +100,8 @@ def save(path: str | os.PathLike, ckpt: Checkpoint) -> Path:
             save_file(tensors, str(tmp), metadata=meta)
     except OSError as exc:
         raise CheckpointError(f"cannot write checkpoint {path}: {exc.strerror or exc}") from None
+    except SafetensorError as exc:  # its writer reports a full disk as its own error, not an OSError
+        raise CheckpointError(f"cannot write checkpoint {path}: {exc}") from None
     return path
 
 
@@ -107,6 +110,8 @@ def load(path: str | os.PathLike) -> Checkpoint:
     from safetensors import safe_open
 
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path}: is a directory, not a checkpoint file")
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
     try:

@@ -41,14 +41,32 @@ def _fail(message: str, code: int) -> None:
     raise typer.Exit(code)
 
 
+class _Stopped(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, handled as Ctrl-C is (training saves its last epoch and says how to resume)."""
+
+    signal_number = 0
+
+
+def _stop_on(signum: int, frame: Any) -> None:
+    _Stopped.signal_number = signum
+    raise _Stopped()
+
+
 def _run(fn: Callable[[], Any]) -> Any:
-    """Run a task, turning user-caused errors and Ctrl-C into one line and an exit code."""
+    """Run a task, turning user-caused errors, Ctrl-C, SIGTERM and SIGHUP into one line and an exit code (128 + the
+    signal's number for a signal, as shells report it)."""
+    import signal
+
+    for name in ("SIGTERM", "SIGHUP"):  # SIGHUP: a closed terminal; neither exists on every platform
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), _stop_on)
     try:
         return fn()
     except DigitkitError as exc:
-        _fail(str(exc), exc.exit_code)
+        stopped = _Stopped.signal_number
+        _fail(str(exc), 128 + stopped if stopped and exc.exit_code == 130 else exc.exit_code)
     except KeyboardInterrupt:
-        _fail("interrupted", 130)
+        _fail("interrupted", 128 + (_Stopped.signal_number or signal.SIGINT))
 
 
 def _version(value: bool) -> None:

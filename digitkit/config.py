@@ -5,6 +5,7 @@ config files and `check` are made from. Also how a run's effective config is res
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -134,8 +135,24 @@ def check(cfg: TrainConfig) -> None:
         problems.append("--epochs must be at least 1")
     if cfg.batch_size < 1:
         problems.append("--batch-size must be at least 1")
-    if not cfg.lr > 0:
-        problems.append("--lr must be positive")
+    if not 0 < cfg.lr < math.inf:
+        problems.append("--lr must be a positive finite number")
+    if not 0 <= cfg.weight_decay < math.inf:
+        problems.append("--weight-decay must be 0 or a positive finite number")
+    if not 0 < cfg.lr_factor < 1:
+        problems.append("--lr-factor must be in (0, 1)")
+    if cfg.lr_patience < 0:
+        problems.append("--lr-patience must be 0 or more")
+    if not 0 <= cfg.min_lr < math.inf:
+        problems.append("--min-lr must be 0 or a positive finite number")
+    if not 0 <= cfg.label_smoothing < 1:
+        problems.append("--label-smoothing must be in [0, 1)")
+    if cfg.grad_clip is not None and not 0 < cfg.grad_clip < math.inf:
+        problems.append("--grad-clip must be a positive finite number")
+    if not 0 <= cfg.seed < 2**32:
+        problems.append("--seed must be in [0, 2^32)")
+    if cfg.max_words < 1:
+        problems.append("--max-words must be at least 1")
     if not 0 <= cfg.val_split < 1:
         problems.append("--val-split must be in [0, 1)")
     if cfg.limit is not None and cfg.limit < 1:

@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 from typing import Iterator
 
+import numpy as np
 import torch
 
 from digitkit.data.inputs import check_input_file
@@ -89,6 +90,8 @@ def audio_blocks(path: str | os.PathLike, target_sr: int, block_seconds: float =
                 if len(data) == 0:
                     break
                 read += len(data)
+                if not np.isfinite(data).all():  # float WAVs can hold them; every later step would turn to NaN
+                    raise InputError(f"{path}: holds NaN or infinite samples, not usable audio")
                 yield _mono_resampled(data, rate, target_sr)
             if read < frames:
                 raise InputError(f"{path}: truncated audio (header says {frames} frames, found {read})")

@@ -8,6 +8,7 @@ its number: a run resumed from a checkpoint repeats exactly what the uninterrupt
 from __future__ import annotations
 
 import copy
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Protocol
@@ -15,6 +16,7 @@ from typing import Any, Callable, Iterator, Protocol
 import torch
 
 from digitkit.config import TrainConfig
+from digitkit.errors import DigitkitError
 from digitkit.training.callbacks import Callback, EarlyStopping
 from digitkit.training.distributed import World
 
@@ -40,6 +42,14 @@ class TrainingData(Protocol):
     def validate(self, model: torch.nn.Module) -> tuple[float, float] | None:
         """(loss, accuracy) on the validation split, or None without one."""
         ...
+
+
+class Diverged(DigitkitError):
+    """The training loss became NaN or infinite: the run cannot recover, and its weights are garbage."""
+
+    def __init__(self, epoch: int, loss: float):
+        self.epoch = epoch
+        super().__init__(f"training diverged in epoch {epoch} (the loss became {loss}): lower --lr, or set --grad-clip")
 
 
 @dataclass
@@ -217,6 +227,8 @@ def fit(
             callback.on_epoch_begin(epoch, cfg.epochs, steps)
         train_loss, train_acc = train_one_epoch(model, optimizer, data, cfg, on_batch_end, per_batch, order, world,
                                                 precision, scaler)
+        if not math.isfinite(train_loss):  # the weights are NaN now: nothing of this epoch is worth keeping
+            raise Diverged(epoch, train_loss)
         # validation runs in fp32, as `evaluate` does: the history's val numbers are what the deployed weights score
         validation = world.share(data.validate(raw_model) if world.is_main else None)
         val_loss, val_acc = validation if validation is not None else (train_loss, train_acc)

@@ -1,0 +1,103 @@
+"""Hostile and faulty inputs end in one line and a meaningful exit code, and never cost the user's work: config
+values out of range, a run that diverges, signals, outputs that are not regular files, a full disk, NaN audio."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from conftest import DATA, assert_one_line_error, run_cli
+from digitkit import checkpoint as ckpt_io
+from digitkit import config
+from digitkit.errors import CheckpointError, DigitkitError
+from digitkit.weights import shipped
+
+
+@pytest.mark.parametrize("field, value, needle", [
+    ("lr", float("inf"), "--lr must be a positive finite number"), ("lr", float("nan"), "--lr must be"),
+    ("weight_decay", -0.1, "--weight-decay"), ("weight_decay", float("nan"), "--weight-decay"),
+    ("lr_factor", 2.0, "--lr-factor must be in (0, 1)"), ("label_smoothing", 2.0, "--label-smoothing"),
+    ("grad_clip", -1.0, "--grad-clip"), ("grad_clip", float("nan"), "--grad-clip"), ("seed", 2**63 - 1, "--seed"),
+    ("min_lr", float("inf"), "--min-lr"), ("max_words", 0, "--max-words"), ("optimizer", "lion", "--optimizer must be adam, adamw or sgd"),
+])
+def test_config_values_are_checked_before_training(field, value, needle):
+    with pytest.raises(DigitkitError, match=needle.replace("(", r"\(").replace(")", r"\)")):
+        config.resolve("mnist", {field: value})
+
+
+def test_bad_config_value_is_one_line_from_the_cli():
+    assert_one_line_error(run_cli("train", "mnist", "--lr", "inf"), 2, "--lr must be a positive finite number")
+
+
+def test_diverging_run_stops_with_one_line_and_saves_no_nan_weights(tmp_path):
+    out = tmp_path / "nan.safetensors"
+    proc = run_cli("train", "mnist", "--limit", "640", "--epochs", "3", "--lr", "1e30", "--out", str(out))
+    assert_one_line_error(proc, 2, "training diverged in epoch 1")
+    assert "nothing was saved" in proc.stderr and not out.exists()
+
+
+def test_sigterm_saves_the_last_epoch_and_says_how_to_resume(tmp_path):
+    out = tmp_path / "run.safetensors"
+    env = {**os.environ, "DIGITKIT_DATA": str(DATA)}
+    proc = subprocess.Popen([sys.executable, "-m", "digitkit", "train", "mnist", "--limit", "2000", "--epochs", "100",
+                             "--patience", "0", "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env)
+    deadline = time.monotonic() + 300
+    while not out.exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, stderr
+    assert "Traceback" not in stderr and f"digitkit train --resume {out}" in stderr
+    assert ckpt_io.load(out).train_state["epoch"] >= 1
+
+
+def test_out_that_is_no_regular_file_is_refused(tmp_path):
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    assert_one_line_error(run_cli("train", "mnist", "--epochs", "1", "--out", str(fifo)), 2, "not a regular file")
+    link = tmp_path / "link.safetensors"
+    link.symlink_to(tmp_path / "real.safetensors")
+    assert_one_line_error(run_cli("train", "mnist", "--epochs", "1", "--out", str(link)), 2, "is a symbolic link")
+    assert link.is_symlink() and not (tmp_path / "real.safetensors").exists()
+
+
+def test_evaluate_a_directory_says_so(tmp_path):
+    assert_one_line_error(run_cli("evaluate", str(tmp_path)), 2, "is a directory, not a checkpoint file")
+
+
+def test_full_disk_is_one_error_not_a_safetensors_traceback(tmp_path, monkeypatch):
+    import safetensors.torch
+
+    def full(*args, **kwargs):
+        raise safetensors.SafetensorError("No space left on device (os error 28)")
+
+    monkeypatch.setattr(safetensors.torch, "save_file", full)
+    with pytest.raises(CheckpointError, match="cannot write checkpoint .*No space left"):
+        ckpt_io.save(tmp_path / "x.safetensors", ckpt_io.load(shipped("image")))
+    assert list(tmp_path.iterdir()) == []  # no temp file left behind
+
+
+def test_nan_audio_is_that_files_error_and_the_others_still_print(tmp_path):
+    good = DATA / "fsdd" / "recordings" / "3_theo_0.wav"
+    bad = tmp_path / "nan.wav"
+    samples = np.zeros(8000, dtype=np.float32)
+    samples[100:200] = np.nan
+    sf.write(bad, samples, 8000, subtype="FLOAT")
+    proc = run_cli("transcribe", str(good), str(bad), str(good))
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert [line.split("\t")[0] for line in proc.stdout.splitlines()] == [str(good), str(good)]
+    assert "NaN or infinite samples" in proc.stderr
+
+
+def test_segment_seconds_must_be_finite():
+    clip = str(DATA / "fsdd" / "recordings" / "3_theo_0.wav")
+    for value in ("nan", "inf"):
+        assert_one_line_error(run_cli("transcribe", clip, "--segment-seconds", value), 2, "--segment-seconds")
