@@ -13,18 +13,12 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 from digitkit.config import TrainConfig
-from digitkit.errors import CheckpointError, DigitkitError, Failure
+from digitkit.errors import CheckpointError, DigitkitError, Failure, TrainingInterrupted
 from digitkit.report import Reporter
 from digitkit.tasks import EvalResult
 
 __all__ = ["train", "evaluate", "predict", "transcribe", "resolve_config", "TrainResult", "EvalResult", "Failure",
            "TrainingInterrupted"]
-
-
-class TrainingInterrupted(DigitkitError):
-    """Ctrl-C during training: the last completed epoch is safe on disk."""
-
-    exit_code = 130
 
 
 @dataclass
@@ -49,21 +43,6 @@ def resolve_config(dataset: str = "", *, resume: str | os.PathLike | None = None
     from digitkit.device import pick_device
 
     return config.resolve(dataset, options, pick_device(device).type)
-
-
-def _check_writable(out: Path) -> None:
-    """Refuse an output path that cannot be written, or must not be replaced (a device, a FIFO, a symbolic link:
-    the atomic rename would put a regular file in its place), before spending minutes on training."""
-    if out.is_symlink():
-        raise CheckpointError(f"cannot write checkpoint {out}: it is a symbolic link; give the path it points to")
-    if out.exists() and not out.is_file():
-        raise CheckpointError(f"cannot write checkpoint {out}: it is " + ("a directory" if out.is_dir() else "not a regular file"))
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise CheckpointError(f"cannot write checkpoint {out}: {exc.strerror or exc}") from None
-    if not os.access(out.parent, os.W_OK):
-        raise CheckpointError(f"cannot write checkpoint {out}: {out.parent} is not writable")
 
 
 def train(
@@ -124,28 +103,10 @@ def train(
 def _run(cfg: TrainConfig, out: Path, previous: Any, resume: Any, dev: Any, world: Any, data_dir: Any,
          allow_download: bool, reporter: Reporter, epoch_callback: Any, test: bool) -> TrainResult:
     from digitkit.data.paths import resolve_data_dir
-    from digitkit.training.loop import Diverged
-    from digitkit.training.run import TrainingRun
+    from digitkit.training.run import train_to
 
-    if world.is_main:
-        _check_writable(out)
-    run = TrainingRun(cfg, out, dev, world, reporter)
-    run.build(resolve_data_dir(data_dir), allow_download, previous, resume)
-    if previous is not None:
-        reporter.info(f"resuming {resume} after epoch {run.state.epoch}")
-    try:
-        run.fit(epoch_callback)
-    except Diverged as exc:
-        kept = f"; epoch {exc.epoch - 1} is saved in {out}" if run.state.epoch > 0 else "; nothing was saved"
-        raise DigitkitError(f"{exc}{kept}") from None
-    except KeyboardInterrupt:
-        if run.state.epoch > 0 or previous is not None:
-            raise TrainingInterrupted(
-                f"interrupted during epoch {run.state.epoch + 1}; epoch {run.state.epoch} is saved in {out}; "
-                f"continue with: digitkit train --resume {out}"
-            ) from None
-        raise TrainingInterrupted("interrupted before the first epoch finished; nothing was saved") from None
-    metrics = run.test(test)
+    run, metrics = train_to(out, cfg, dev, world, reporter, resolve_data_dir(data_dir), allow_download, previous, resume,
+                            epoch_callback, test)
     return TrainResult(out, metrics, run.state.history, run.state.stop_reason)
 
 

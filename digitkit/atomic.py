@@ -1,7 +1,9 @@
-"""Atomic file writes: a temp file beside the target, renamed over it only when complete."""
+"""Atomic file writes: a temp file beside the target, renamed over it only when complete; and an exclusive lock on
+a target that one process rewrites again and again (a training run's checkpoint)."""
 
 from __future__ import annotations
 
+import glob
 import os
 import tempfile
 from contextlib import contextmanager
@@ -40,4 +42,33 @@ def _fsync(path: Path) -> None:
     try:
         os.fsync(fd)
     finally:
+        os.close(fd)
+
+
+@contextmanager
+def exclusive(target: Path) -> Iterator[None]:
+    """Hold `target` for one process while the block runs, through a lock file `.NAME.lock` beside it; a second
+    process is refused at once. Temp files of earlier writers that were killed (`NAME.*.part`) are removed on entry:
+    none can be in progress while the lock is held. Without POSIX file locks (Windows) no lock is taken."""
+    from digitkit.errors import DigitkitError
+
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    lock = target.parent / f".{target.name}.lock"
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise DigitkitError(f"another digitkit run is writing {target}: wait for it to finish, or give another --out") from None
+    try:
+        for stale in target.parent.glob(f"{glob.escape(target.name)}.*.part"):
+            stale.unlink(missing_ok=True)
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
         os.close(fd)

@@ -53,6 +53,10 @@ class Checkpoint:
             model = build_model(self.model_name, config)
         except (DigitkitError, TypeError, ValueError) as exc:
             raise CheckpointError(f"checkpoint describes a model that cannot be built: {exc}") from None
+        import torch
+
+        if not all(torch.isfinite(w).all() for w in self.weights.values() if w.is_floating_point()):
+            raise CheckpointError("checkpoint holds NaN or infinite weights: it cannot give meaningful results")
         try:
             model.load_state_dict(self.weights, strict=True)
         except RuntimeError as exc:

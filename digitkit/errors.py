@@ -17,6 +17,12 @@ class CheckpointError(DigitkitError):
     """A checkpoint is missing, corrupt, foreign, or does not match its architecture."""
 
 
+class TrainingInterrupted(DigitkitError):
+    """Ctrl-C (or SIGTERM, SIGHUP) during training: the last completed epoch is safe on disk."""
+
+    exit_code = 130
+
+
 class InputError(DigitkitError):
     """One input file (an image to predict) could not be used; other files go on."""
 

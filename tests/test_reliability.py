@@ -101,3 +101,46 @@ def test_segment_seconds_must_be_finite():
     clip = str(DATA / "fsdd" / "recordings" / "3_theo_0.wav")
     for value in ("nan", "inf"):
         assert_one_line_error(run_cli("transcribe", clip, "--segment-seconds", value), 2, "--segment-seconds")
+
+
+def test_second_run_on_one_out_is_refused_and_stale_parts_go(tmp_path):
+    from digitkit.atomic import exclusive
+
+    out = tmp_path / "run.safetensors"
+    with exclusive(out):  # as a first run holds it while it trains
+        assert_one_line_error(run_cli("train", "mnist", "--limit", "200", "--epochs", "1", "--out", str(out)), 2,
+                              "another digitkit run is writing")
+    assert not out.exists()
+    stale = tmp_path / "run.safetensors.k1ll3d.part"  # left by a writer killed with kill -9
+    stale.write_bytes(b"\0" * 1000)
+    assert run_cli("train", "mnist", "--limit", "200", "--epochs", "1", "--out", str(out)).returncode == 0
+    assert not stale.exists() and not (tmp_path / ".run.safetensors.lock").exists() and out.is_file()
+
+
+def test_unusable_paths_are_their_own_errors_in_a_batch(tmp_path):
+    from conftest import REPO
+
+    good = str(REPO / "docs" / "examples" / "digit-4.png")
+    long_name = str(tmp_path / ("x" * 300 + ".png"))
+    proc = run_cli("predict", good, long_name, good)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert [line.split("\t")[0] for line in proc.stdout.splitlines()] == [good, good]
+    assert "File name too long" in proc.stderr
+    proc = run_cli("predict", "-", stdin=f"{good}\nbad\0name.png\n{good}\n")
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert len(proc.stdout.splitlines()) == 2 and "not a usable path" in proc.stderr
+
+
+def test_checkpoint_with_nan_weights_is_refused(tmp_path):
+    import dataclasses
+
+    import torch
+
+    ckpt = ckpt_io.load(shipped("image"))
+    weights = {k: (torch.full_like(v, float("nan")) if v.is_floating_point() else v) for k, v in ckpt.weights.items()}
+    bad = tmp_path / "nan.safetensors"
+    ckpt_io.save(bad, dataclasses.replace(ckpt, weights=weights))
+    from conftest import REPO
+
+    assert_one_line_error(run_cli("predict", "--model", str(bad), str(REPO / "docs" / "examples" / "digit-1.png")), 2,
+                          "NaN or infinite weights")

@@ -4,6 +4,8 @@ after every epoch), test (the best weights on the test set, written as the final
 
 from __future__ import annotations
 
+import contextlib
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -12,10 +14,12 @@ import torch
 
 from digitkit import checkpoint as ckpt_io
 from digitkit import tasks
+from digitkit.atomic import exclusive
 from digitkit.config import TrainConfig
+from digitkit.errors import CheckpointError, DigitkitError, TrainingInterrupted
 from digitkit.training.callbacks import Callback, EarlyStopping
 from digitkit.training.distributed import World
-from digitkit.training.loop import LoopState, fit, make_optimizer, make_scheduler, pick_precision
+from digitkit.training.loop import Diverged, LoopState, fit, make_optimizer, make_scheduler, pick_precision
 
 
 class _WriteCheckpoint(Callback):
@@ -132,3 +136,45 @@ class TrainingRun:
                          "optimizer": optim_meta, "data": self.info},
             train_tensors=train_tensors,
         )
+
+
+def check_writable(out: Path) -> None:
+    """Refuse an output path that cannot be written, or must not be replaced (a device, a FIFO, a symbolic link:
+    the atomic rename would put a regular file in its place), before spending minutes on training."""
+    if out.is_symlink():
+        raise CheckpointError(f"cannot write checkpoint {out}: it is a symbolic link; give the path it points to")
+    if out.exists() and not out.is_file():
+        raise CheckpointError(f"cannot write checkpoint {out}: it is " + ("a directory" if out.is_dir() else "not a regular file"))
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CheckpointError(f"cannot write checkpoint {out}: {exc.strerror or exc}") from None
+    if not os.access(out.parent, os.W_OK):
+        raise CheckpointError(f"cannot write checkpoint {out}: {out.parent} is not writable")
+
+
+def train_to(out: Path, cfg: TrainConfig, device: torch.device, world: World, reporter: Any, folder: Path,
+             allow_download: bool, previous: ckpt_io.Checkpoint | None, resume: Any, epoch_callback: Any,
+             test: bool) -> tuple[TrainingRun, dict[str, Any]]:
+    """A whole run writing `out`, which rank 0 holds alone meanwhile (a second run on it is refused): its metrics.
+    Ctrl-C, a signal or a diverging loss end it with one line that says what is saved."""
+    if world.is_main:
+        check_writable(out)
+    with exclusive(out) if world.is_main else contextlib.nullcontext():
+        run = TrainingRun(cfg, out, device, world, reporter)
+        run.build(folder, allow_download, previous, resume)
+        if previous is not None:
+            reporter.info(f"resuming {resume} after epoch {run.state.epoch}")
+        try:
+            run.fit(epoch_callback)
+        except Diverged as exc:
+            kept = f"; epoch {exc.epoch - 1} is saved in {out}" if run.state.epoch > 0 else "; nothing was saved"
+            raise DigitkitError(f"{exc}{kept}") from None
+        except KeyboardInterrupt:
+            if run.state.epoch > 0 or previous is not None:
+                raise TrainingInterrupted(
+                    f"interrupted during epoch {run.state.epoch + 1}; epoch {run.state.epoch} is saved in {out}; "
+                    f"continue with: digitkit train --resume {out}"
+                ) from None
+            raise TrainingInterrupted("interrupted before the first epoch finished; nothing was saved") from None
+        return run, run.test(test)
