@@ -144,3 +144,17 @@ def test_checkpoint_with_nan_weights_is_refused(tmp_path):
 
     assert_one_line_error(run_cli("predict", "--model", str(bad), str(REPO / "docs" / "examples" / "digit-1.png")), 2,
                           "NaN or infinite weights")
+
+
+def test_16_bit_png_is_scaled_not_clipped(tmp_path):
+    from PIL import Image
+
+    from conftest import draw_digit
+
+    eight = np.asarray(Image.open(draw_digit(tmp_path / "d.png", "7", ink=110, paper=255)), dtype=np.uint16)
+    deep = tmp_path / "deep.png"
+    Image.fromarray(eight * 257).save(deep)  # a 16-bit grayscale PNG: mid-grey ink on white
+    assert Image.open(deep).mode.startswith("I")
+    proc = run_cli("predict", str(deep))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split("\t")[1] == "7"

@@ -26,13 +26,28 @@ def open_image(path: str | os.PathLike):
         with Image.open(p) as img:
             img.load()
             img = ImageOps.exif_transpose(img)
-            return _flatten_alpha(img)
+            return _flatten_alpha(_to_8_bits(img))
     except UnidentifiedImageError:
         raise InputError(f"{path}: not an image (unrecognised format)") from None
     except Image.DecompressionBombError:
         raise InputError(f"{path}: image is too large (over {_MAX_PIXELS:,} pixels)") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise InputError(f"{path}: truncated or corrupt image ({exc})") from None
+
+
+def _to_8_bits(img):
+    """16-bit and 32-bit grayscale scaled into 0-255 (Pillow's own conversion clips them: a mid-grey 16-bit digit
+    became white, a blank image)."""
+    from PIL import Image
+
+    if not (img.mode.startswith("I") or img.mode == "F"):
+        return img
+    values = np.asarray(img, dtype=np.float64)
+    if img.mode == "F" and values.max(initial=0.0) <= 1.0:
+        values = values * 255.0  # a float image in [0, 1]
+    elif values.max(initial=0.0) > 255:
+        values = values / 257.0  # the 16-bit range: 65535 -> 255
+    return Image.fromarray(np.clip(np.nan_to_num(values), 0, 255).astype(np.uint8), "L")
 
 
 def _flatten_alpha(img):
