@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from conftest import DATA, assert_one_line_error, run_cli
+from conftest import DATA, REPO, assert_one_line_error, draw_digit, run_cli
 from digitkit import checkpoint as ckpt_io
 from digitkit import config
 from digitkit.errors import CheckpointError, DigitkitError
@@ -118,8 +118,6 @@ def test_second_run_on_one_out_is_refused_and_stale_parts_go(tmp_path):
 
 
 def test_unusable_paths_are_their_own_errors_in_a_batch(tmp_path):
-    from conftest import REPO
-
     good = str(REPO / "docs" / "examples" / "digit-4.png")
     long_name = str(tmp_path / ("x" * 300 + ".png"))
     proc = run_cli("predict", good, long_name, good)
@@ -140,16 +138,12 @@ def test_checkpoint_with_nan_weights_is_refused(tmp_path):
     weights = {k: (torch.full_like(v, float("nan")) if v.is_floating_point() else v) for k, v in ckpt.weights.items()}
     bad = tmp_path / "nan.safetensors"
     ckpt_io.save(bad, dataclasses.replace(ckpt, weights=weights))
-    from conftest import REPO
-
     assert_one_line_error(run_cli("predict", "--model", str(bad), str(REPO / "docs" / "examples" / "digit-1.png")), 2,
                           "NaN or infinite weights")
 
 
 def test_16_bit_png_is_scaled_not_clipped(tmp_path):
     from PIL import Image
-
-    from conftest import draw_digit
 
     eight = np.asarray(Image.open(draw_digit(tmp_path / "d.png", "7", ink=110, paper=255)), dtype=np.uint16)
     deep = tmp_path / "deep.png"
