@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, BinaryIO, Callable, Iterable, Iterator
 
 from digitkit.config import TrainConfig
 from digitkit.errors import CheckpointError, DigitkitError, Failure, TrainingInterrupted
@@ -126,9 +126,11 @@ def evaluate(
     curves: str | os.PathLike | None = None,
     allow_download: bool = True,
     reporter: Reporter | None = None,
+    dataset: str | None = None,
 ) -> EvalResult:
     """Test-set accuracy, loss, per-class precision/recall/F1 and confusion matrix of a checkpoint (speech: also
-    the word error rate on connected strings). With no checkpoint, the shipped MNIST model on its own dataset."""
+    the word error rate on connected strings). With no checkpoint, the shipped MNIST model on its own dataset;
+    with `dataset`, the test split of another dataset of the same kind and classes."""
     from digitkit import checkpoint as ckpt_io
     from digitkit import tasks
     from digitkit.data.paths import resolve_data_dir
@@ -140,8 +142,12 @@ def evaluate(
     if batch_size < 1:
         raise DigitkitError("--batch-size must be at least 1")
     task = tasks.for_checkpoint(ckpt)
+    if dataset is not None and task.dataset_name(dataset) is None:
+        raise DigitkitError(f"{dataset!r} is not a dataset for this {ckpt.dataset} {task.kind} model; it can be "
+                            f"evaluated on {', '.join(task.dataset_names())}")
     model = ckpt.build_model(pick_device(device))
-    result = task.evaluate(ckpt, path, model, resolve_data_dir(data_dir), batch_size, allow_download, reporter)
+    result = task.evaluate(ckpt, path, model, resolve_data_dir(data_dir), batch_size, allow_download, reporter,
+                           dataset)
     _plots(result, ckpt, path, plot, curves, reporter)
     return result
 
@@ -184,16 +190,28 @@ def predict(
     return task.classify(ckpt, paths, pick_device(device), top_k, batch_size)
 
 
+def _min_confidence(value: float | None) -> float:
+    from digitkit.recognize import DEFAULT_MIN_CONFIDENCE
+
+    if value is None:
+        return DEFAULT_MIN_CONFIDENCE
+    if not 0.0 <= value <= 1.0:  # also refuses NaN
+        raise DigitkitError("--min-confidence must be between 0 and 1")
+    return value
+
+
 def transcribe(
     paths: Iterable[str | os.PathLike],
     *,
     model: str | os.PathLike | None = None,
     device: str = "cpu",
     segment_seconds: float = 20.0,
+    min_confidence: float | None = None,
 ) -> Iterator[Any]:
     """Transcribe audio files (WAV, FLAC; any rate, mono or stereo) -> `Transcription` or `Failure` per file, in
-    order; with no `model`, the shipped FSDD model. Long files are read in segments of about `segment_seconds`, cut
-    at quiet points, so memory stays bounded however long the file is."""
+    order; with no `model`, the shipped digit model. Long files are read in segments of about `segment_seconds`, cut
+    at quiet points, so memory stays bounded however long the file is. A clip with other speech, no speech, or a
+    word below `min_confidence` (default `recognize.DEFAULT_MIN_CONFIDENCE`) has transcript None."""
     from digitkit import checkpoint as ckpt_io
     from digitkit import tasks
     from digitkit.device import pick_device
@@ -202,9 +220,10 @@ def transcribe(
 
     if not 1 <= segment_seconds < 86400:
         raise DigitkitError("--segment-seconds must be at least 1 and finite")
+    min_confidence = _min_confidence(min_confidence)
     ckpt = ckpt_io.load(_checkpoint_path(model, "speech"))
     tasks.for_checkpoint(ckpt, "speech")
-    recognizer = Recognizer(ckpt, pick_device(device), segment_seconds)
+    recognizer = Recognizer(ckpt, pick_device(device), segment_seconds, min_confidence)
 
     def results() -> Iterator[Any]:
         for path in paths:
@@ -214,3 +233,27 @@ def transcribe(
                 yield Failure(str(path), str(exc))
 
     return results()
+
+
+def transcribe_stream(
+    stream: BinaryIO,
+    *,
+    model: str | os.PathLike | None = None,
+    device: str = "cpu",
+    min_confidence: float | None = None,
+    pause_seconds: float = 0.35,
+) -> Iterator[Any]:
+    """Transcribe a live WAV stream (header, then PCM, as `arecord -t wav` writes it) -> one `stream.Heard` per
+    spoken string, each as soon as `pause_seconds` of quiet follows it; memory stays bounded however long it runs."""
+    from digitkit import checkpoint as ckpt_io
+    from digitkit import tasks
+    from digitkit.device import pick_device
+    from digitkit.recognize import Recognizer
+    from digitkit.stream import transcribe_stream as run
+
+    min_confidence = _min_confidence(min_confidence)
+    if not 0.05 <= pause_seconds <= 10:
+        raise DigitkitError("--pause must be between 0.05 and 10 seconds")
+    ckpt = ckpt_io.load(_checkpoint_path(model, "speech"))
+    tasks.for_checkpoint(ckpt, "speech")
+    return run(Recognizer(ckpt, pick_device(device), min_confidence=min_confidence), stream, pause_seconds)

@@ -262,6 +262,7 @@ app.command()(train)
 @app.command()
 def evaluate(
     checkpoint: Optional[Path] = typer.Argument(None, help="A .safetensors checkpoint, image or speech. (default: the shipped MNIST model)"),
+    dataset: Optional[str] = typer.Option(None, "--dataset", help="Test on another dataset with the same classes, e.g. a digits speech model on fsdd. (default: the checkpoint's)"),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Dataset folder. (default: $DIGITKIT_DATA, else the user cache dir)"),
     device: Device = typer.Option(Device.auto, "--device"),
     batch_size: int = typer.Option(1000, "--batch-size", "-b"),
@@ -277,7 +278,7 @@ def evaluate(
         from digitkit.report import ConsoleReporter
 
         return api.evaluate(checkpoint, data_dir=data_dir, device=device.value, batch_size=batch_size, plot=plot,
-                            curves=curves, allow_download=download, reporter=ConsoleReporter())
+                            curves=curves, allow_download=download, reporter=ConsoleReporter(), dataset=dataset)
 
     result = _run(task)
     if as_json:
@@ -357,21 +358,40 @@ def predict(
 
 @app.command()
 def transcribe(
-    files: list[str] = typer.Argument(..., help="Audio files (WAV, FLAC; any sample rate, mono or stereo); - reads paths from stdin."),
+    files: Optional[list[str]] = typer.Argument(None, help="Audio files (WAV, FLAC; any sample rate, mono or stereo); - reads paths from stdin."),
     model: Optional[Path] = typer.Option(None, "--model", "-m", help="Speech checkpoint. (default: the shipped FSDD digit model)"),
     device: Device = typer.Option(Device.cpu, "--device"),
     segment_seconds: float = typer.Option(20.0, "--segment-seconds", help="Long files are decoded in segments of about this length."),
+    min_confidence: Optional[float] = typer.Option(None, "--min-confidence", help="Report a clip as not recognised (?) when a word's confidence is below this. (default: 0.6)"),
+    stream: bool = typer.Option(False, "--stream", help="Read one live WAV stream on stdin (e.g. from `arecord -f S16_LE -r 16000 -t wav`) and print START<TAB>END<TAB>TRANSCRIPT<TAB>CONFIDENCE per spoken string as soon as the pause after it ends."),
+    pause: float = typer.Option(0.35, "--pause", help="--stream: seconds of quiet that end a spoken string."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per line, with per-word times and confidences."),
 ) -> None:
-    """Speech to text: one line per file, PATH<TAB>TRANSCRIPT<TAB>CONFIDENCE."""
+    """Speech to text: one line per file, PATH<TAB>TRANSCRIPT<TAB>CONFIDENCE; the transcript is ? (JSON: null) when
+    the clip holds no digits the model is sure of: other speech, noise, or a word below --min-confidence."""
+    if stream and files:
+        _fail("--stream reads stdin; give no FILES with it", 2)
+    if not stream and not files:
+        _fail("give audio FILES (or - to read their paths from stdin), or --stream to read live audio on stdin", 2)
 
     def results():
         from digitkit import api
 
-        return api.transcribe(_expand_stdin(files), model=model, device=device.value, segment_seconds=segment_seconds)
+        if stream:
+            return api.transcribe_stream(sys.stdin.buffer, model=model, device=device.value,
+                                         min_confidence=min_confidence, pause_seconds=pause)
+        return api.transcribe(_expand_stdin(files), model=model, device=device.value, segment_seconds=segment_seconds,
+                              min_confidence=min_confidence)
 
     def line(item) -> str:
-        return json.dumps(item.to_dict()) if as_json else f"{item.path}\t{item.transcript}\t{item.confidence:.4f}"
+        from digitkit.recognize import NOT_RECOGNISED
+
+        if as_json:
+            return json.dumps(item.to_dict())
+        transcript = item.transcription.transcript if stream else item.transcript
+        text = transcript if transcript is not None else NOT_RECOGNISED
+        head = f"{item.start:.2f}\t{item.end:.2f}" if stream else item.path
+        return f"{head}\t{text}\t{(item.transcription if stream else item).confidence:.4f}"
 
     _stream(results, line)
 

@@ -47,6 +47,8 @@ class TrainConfig:
                                "held-out split.", shown="all")
     target_accuracy: float | None = option(None, "Stop once val accuracy reaches this fraction, e.g. 0.99.", shown="none")
     holdout_speaker: str | None = option(None, "fsdd: test on this speaker only, train on the others.", shown="none")
+    holdout_fold: int | None = option(None, "digits: test on the AN4 speakers of this fold (1-4), train on the others.",
+                                      shown="none")
     words: list[str] | None = option(None, "speechcommands: comma-separated words to recognize.", shown="all present")
     max_words: int = option(7, "Speech: the longest joined training sequence, in words.")
     precision: str = option("auto", "Autocast: auto (bf16 on CUDA where supported, else fp16; bf16 for conv nets on CPUs "
@@ -82,7 +84,7 @@ def resolve(dataset: str, options: dict[str, Any], device_type: str = "cpu") -> 
     if tasks.for_model(model) is not task:
         raise DigitkitError(f"model {model!r} does not fit {dataset}; use one of: {', '.join(task.models)}")
     preset = options.get("preset") or "default"
-    model_options, train_overrides = apply_preset(preset, model, device_type)
+    model_options, train_overrides = apply_preset(preset, model, device_type, dataset)
     values = {**train_overrides, **{k: v for k, v in options.items() if v is not None}}
     values["model_options"] = {**model_options, **(options.get("model_options") or {})}
     values.update(dataset=dataset, model=model, preset=preset)
@@ -183,8 +185,8 @@ def cli_options() -> list[dataclasses.Field]:
 
 def default_text(name: str) -> str:
     """A field's default as help and docs show it: the built-in value, and where the default preset of a model
-    family sets another (e.g. epochs: "50; resnet 120; lstm, gru 60")."""
-    from digitkit.presets import PRESETS
+    family or dataset sets another (e.g. epochs: "50; resnet 120; lstm, gru 60; digits 70")."""
+    from digitkit.presets import DATASET_TRAIN, PRESETS
 
     f = next(f for f in dataclasses.fields(TrainConfig) if f.name == name)
     if f.metadata.get("shown"):
@@ -194,4 +196,7 @@ def default_text(name: str) -> str:
     for family, (_, train) in PRESETS["default"].items():
         if name in train and train[name] != f.default:
             by_value.setdefault(shown(train[name]), []).append(family)
+    for (preset, dataset), train in DATASET_TRAIN.items():
+        if preset == "default" and name in train:
+            by_value.setdefault(shown(train[name]), []).append(dataset)
     return "; ".join([shown(f.default)] + [f"{', '.join(fams)} {value}" for value, fams in by_value.items()])

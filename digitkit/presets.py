@@ -58,14 +58,23 @@ CUDA_TRAIN: dict[tuple[str, str], dict[str, Any]] = {
 }
 
 
-def apply_preset(name: str, model: str, device_type: str = "cpu") -> tuple[dict[str, Any], dict[str, Any]]:
-    """-> (model options, train-config overrides) for a preset and model family on a device type."""
+# (preset, dataset) -> TrainConfig fields a dataset's recipe changes on top of its model family's. `digits` mixes
+# four corpora with noise, reverb and tempo changes: twice the sequences of an FSDD epoch, and harder ones, so
+# larger batches (1.3x the sequences per second on 2 CPU cores) and more epochs.
+DATASET_TRAIN: dict[tuple[str, str], dict[str, Any]] = {
+    ("default", "digits"): {"batch_size": 32, "lr": 4e-3, "epochs": 70},
+}
+
+
+def apply_preset(name: str, model: str, device_type: str = "cpu", dataset: str = "") -> tuple[dict[str, Any], dict[str, Any]]:
+    """-> (model options, train-config overrides) for a preset and model family on a device type and dataset."""
     if name not in PRESETS:
         raise DigitkitError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
     families = PRESETS[name]
     if model not in families:
         raise DigitkitError(f"preset {name!r} does not apply to model {model!r} (it covers: {', '.join(families)})")
     options, train = families[model]
+    train = {**train, **DATASET_TRAIN.get((name, dataset), {})}
     if device_type == "cuda":
         train = {**train, **CUDA_TRAIN.get((name, model), {})}
     return dict(options), dict(train)

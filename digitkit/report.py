@@ -112,11 +112,14 @@ def print_evaluation(result: Any, stream: TextIO | None = None) -> None:
     console = Console(file=stream or sys.stdout, highlight=False)
     console.print(
         f"{result.dataset} test set: accuracy [bold]{result.accuracy:.2%}[/bold], loss {result.loss:.4f} "
-        f"({result.samples:,} images)"
+        f"({result.samples:,} {'recordings' if result.sequence_wer is not None else 'images'})"
     )
     if result.sequence_wer is not None:
         console.print(f"connected strings of 3-7 words joined from test recordings: word error rate "
                       f"[bold]{result.sequence_wer:.2%}[/bold] ({result.sequences} strings)")
+    if result.recorded_wer is not None:
+        console.print(f"strings recorded as spoken by test speakers: word error rate "
+                      f"[bold]{result.recorded_wer:.2%}[/bold] ({result.recorded} strings)")
     if result.note:
         console.print(f"note: {result.note}", markup=False)
     classes = Table(title="per class", title_justify="left")

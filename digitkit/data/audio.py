@@ -1,4 +1,5 @@
-"""Audio in: soundfile reads any WAV/FLAC (8/16/24/32-bit PCM or float), mixed to mono and resampled;
+"""Audio in: soundfile reads WAV/FLAC/OGG/MP3 (8/16/24/32-bit PCM or float), PyAV (an optional extra) AAC/m4a and
+the rest of FFmpeg's formats; all mixed to mono and resampled;
 an energy-based trim removes leading and trailing silence; log-mel features are computed on whole batches."""
 
 from __future__ import annotations
@@ -6,15 +7,15 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
-import numpy as np
 import torch
 
 from digitkit.data.inputs import check_input_file
 from digitkit.errors import InputError
 
-SILENCE_FLOOR_DB = -55.0  # a clip whose loudest 20 ms frame is below this (dBFS) is silent
+SILENCE_FLOOR_DB = -70.0  # a clip whose loudest 20 ms frame is below this (dBFS) is silent (a quiet voice 20 dB
+# below a normal recording level peaks near -55 dBFS; 16-bit silence with dither sits near -90)
 TRIM_RANGE_DB = 35.0  # frames this far below the loudest one count as silence when trimming
 
 
@@ -56,6 +57,62 @@ def _wav_shortfall(path: Path) -> int:
     return 0
 
 
+READABLE = "WAV, FLAC, OGG/Vorbis, Opus, MP3, AIFF and the other formats libsndfile reads"
+_AV_HINT = "for AAC/m4a (as phones record) pip install 'digitkit[m4a]', or convert with ffmpeg -i IN.m4a OUT.wav"
+
+
+def _av():
+    """PyAV (FFmpeg's decoders in a wheel), for AAC/m4a and the other formats libsndfile lacks; None if absent."""
+    try:
+        import av
+    except ImportError:
+        return None
+    return av
+
+
+def _av_blocks(path: str | os.PathLike, target_sr: int, block_seconds: float) -> Iterator[torch.Tensor] | None:
+    """Mono float32 blocks at `target_sr` decoded by FFmpeg, or None when PyAV is absent or finds no audio."""
+    av = _av()
+    if av is None:
+        return None
+    try:
+        container = av.open(str(path))
+    except (av.FFmpegError, ValueError, OSError):
+        return None
+    if not container.streams.audio:
+        container.close()
+        return None
+
+    def blocks() -> Iterator[torch.Tensor]:
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=target_sr)
+        pending, size, block, decoded_any = [], 0, max(1, int(block_seconds * target_sr)), False
+        try:
+            with container:
+                for frame in container.decode(container.streams.audio[0]):
+                    for out in resampler.resample(frame):
+                        pending.append(torch.from_numpy(out.to_ndarray().reshape(-1).copy()))
+                        size += len(pending[-1])
+                    if size >= block:
+                        yield _finite(torch.cat(pending), path)
+                        pending, size, decoded_any = [], 0, True
+                for out in resampler.resample(None):
+                    pending.append(torch.from_numpy(out.to_ndarray().reshape(-1).copy()))
+        except av.FFmpegError as exc:
+            raise InputError(f"{path}: truncated or corrupt audio ({exc})") from None
+        if pending:
+            yield _finite(torch.cat(pending), path)
+        elif not decoded_any:
+            raise InputError(f"{path}: zero-length audio")
+
+    return blocks()
+
+
+def _finite(wave: torch.Tensor, path: Any) -> torch.Tensor:
+    if not torch.isfinite(wave).all():  # float files can hold them; every later step would turn to NaN
+        raise InputError(f"{path}: holds NaN or infinite samples, not usable audio")
+    return wave
+
+
 def audio_info(path: str | os.PathLike) -> tuple[int, int]:
     """(frames, sample rate), with one clear error for a file that is not usable audio."""
     sf = _soundfile()
@@ -63,7 +120,9 @@ def audio_info(path: str | os.PathLike) -> tuple[int, int]:
     try:
         info = sf.info(str(p))
     except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
-        raise InputError(f"{path}: not an audio file soundfile can read ({str(exc).strip() or 'unknown format'})") from None
+        why = str(exc).strip() or "unknown format"
+        hint = "; through PyAV also AAC/m4a and FFmpeg's other formats" if _av() is not None else f"; {_AV_HINT}"
+        raise InputError(f"{path}: not an audio file digitkit can read ({why}); it reads {READABLE}{hint}") from None
     if info.frames <= 0:
         raise InputError(f"{path}: zero-length audio")
     missing = _wav_shortfall(p)
@@ -80,7 +139,14 @@ def read_audio(path: str | os.PathLike, target_sr: int) -> torch.Tensor:
 def audio_blocks(path: str | os.PathLike, target_sr: int, block_seconds: float = 30.0) -> Iterator[torch.Tensor]:
     """Mono float32 blocks at `target_sr`, so an hours-long file is never all in memory."""
     sf = _soundfile()
-    frames, rate = audio_info(path)
+    try:
+        frames, rate = audio_info(path)
+    except InputError as exc:
+        decoded = _av_blocks(path, target_sr, block_seconds) if "not an audio file" in str(exc) else None
+        if decoded is None:
+            raise
+        yield from decoded
+        return
     block = max(1, int(block_seconds * rate))
     try:
         with sf.SoundFile(str(path)) as f:
@@ -90,9 +156,7 @@ def audio_blocks(path: str | os.PathLike, target_sr: int, block_seconds: float =
                 if len(data) == 0:
                     break
                 read += len(data)
-                if not np.isfinite(data).all():  # float WAVs can hold them; every later step would turn to NaN
-                    raise InputError(f"{path}: holds NaN or infinite samples, not usable audio")
-                yield _mono_resampled(data, rate, target_sr)
+                yield _finite(_mono_resampled(data, rate, target_sr), path)
             if read < frames:
                 raise InputError(f"{path}: truncated audio (header says {frames} frames, found {read})")
     except (sf.LibsndfileError, RuntimeError) as exc:

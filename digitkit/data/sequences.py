@@ -1,9 +1,15 @@
 """Connected speech made from real single-word recordings: joined with random short gaps, levels and a faint
-noise floor, so a model learns to transcribe strings of words ("4 0 7 1 2 2 3") as well as single words."""
+noise floor, so a model learns to transcribe strings of words ("4 0 7 1 2 2 3") as well as single words; and the
+wild recipe's epochs, which mix joined words, recorded strings, other speech and noise (`plan_epoch`, `render`)."""
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass, field
+
 import torch
+
+from digitkit.data.augment import Augment
 
 
 def join_words(
@@ -14,28 +20,29 @@ def join_words(
     gain: tuple[float, float] = (0.6, 1.4),
     edge_s: tuple[float, float] = (0.0, 0.2),
     spans: list[tuple[int, int]] | None = None,
+    overlap: float = 0.0,
 ) -> torch.Tensor:
     """One waveform: silence, word, gap, word, ..., silence; every random choice drawn from `generator`.
-    If `spans` is given, each word's (start, end) sample is appended to it: the alignment is known exactly."""
+    With probability `overlap` a gap is instead an overlap of up to 0.1 s (the next word starts inside the trimmed
+    clip's quiet tail, as in fluent speech); overlapping samples add. If `spans` is given, each word's (start, end)
+    sample is appended to it: the alignment is known exactly."""
 
     def uniform(lo: float, hi: float) -> float:
         return lo + (hi - lo) * float(torch.rand((), generator=generator))
 
-    def silence(seconds: float) -> torch.Tensor:
-        return torch.zeros(int(seconds * sample_rate))
-
-    parts = [silence(uniform(*edge_s))]
-    at = len(parts[0])
+    starts, gains, at = [], [], int(uniform(*edge_s) * sample_rate)
     for i, wave in enumerate(waves):
         if i:
-            parts.append(silence(uniform(*gap_s)))
-            at += len(parts[-1])
-        parts.append(wave * uniform(*gain))
-        if spans is not None:
-            spans.append((at, at + len(wave)))
+            step = -uniform(0.0, 0.1) if overlap and float(torch.rand((), generator=generator)) < overlap else uniform(*gap_s)
+            at = max(starts[-1] + len(waves[i - 1]) // 2, at + int(step * sample_rate))
+        starts.append(at)
+        gains.append(uniform(*gain))
         at += len(wave)
-    parts.append(silence(uniform(*edge_s)))
-    out = torch.cat(parts)
+    out = torch.zeros(at + int(uniform(*edge_s) * sample_rate))
+    for start, wave, level in zip(starts, waves, gains):
+        out[start : start + len(wave)] += wave * level
+        if spans is not None:
+            spans.append((start, start + len(wave)))
     noise_level = 10 ** (uniform(-70, -50) / 20)  # a faint floor, as real recordings have
     return out + noise_level * torch.randn(len(out), generator=generator)
 
@@ -48,6 +55,48 @@ def sample_lengths(count: int, max_words: int, p_single: float, generator: torch
 
 
 FRAME_EDGE_S = 0.15  # silence put around a lone utterance, as the training sequences always have
+LEVEL_DB = -20.0  # speech power (the louder half of its 20 ms frames) an utterance is scaled to, where a model asks
+
+
+def set_level(wave: torch.Tensor, level_db: float = LEVEL_DB) -> torch.Tensor:
+    """The same utterance at a fixed loudness: a whisper and a shout then give the model the same features."""
+    from digitkit.data.augment import power
+
+    return wave * math.sqrt(10 ** (level_db / 10) / power(wave)) if len(wave) else wave
+
+
+def present(wave: torch.Tensor, sample_rate: int, level_db: float | None = None) -> tuple[torch.Tensor, float]:
+    """An utterance as a model hears it -> (audio, its start in `wave`, in seconds). Models trained on clean trimmed
+    words (no `level_db`) get the trimmed speech between synthetic silent edges; models trained for recordings in the
+    wild get the speech in its recorded context, scaled to `level_db`."""
+    from digitkit.data.audio import trim_silence
+
+    if level_db is None:
+        speech, cut = trim_silence(wave, sample_rate)
+        return (frame_utterance(speech, sample_rate), cut - FRAME_EDGE_S) if len(speech) else (speech, cut)
+    speech, cut = in_context(wave, sample_rate)
+    return set_level(speech, level_db), cut
+
+
+def in_context(wave: torch.Tensor, sample_rate: int, edge_s: float = FRAME_EDGE_S) -> tuple[torch.Tensor, float]:
+    """-> (the speech in `wave` with up to `edge_s` of the recording's own audio on each side, padded with silence
+    where the recording has less; its start in `wave`, in seconds). Keeping the recording's own background, noise
+    included, matches training, where noise covers a sequence's silent edges. A faint floor 45 dB below the speech
+    (fixed seed) is added throughout, as training sequences have one: digital silence is never seen in training."""
+    from digitkit.data.audio import trim_silence
+    from digitkit.data.augment import power
+
+    speech, cut = trim_silence(wave, sample_rate, pad_s=0.0)
+    if len(speech) == 0:
+        return speech, 0.0
+    edge = int(edge_s * sample_rate)
+    start = int(round(cut * sample_rate))
+    lo, hi = max(0, start - edge), min(len(wave), start + len(speech) + edge)
+    before, after = edge - (start - lo), edge - (hi - start - len(speech))
+    out = torch.cat([torch.zeros(before), wave[lo:hi], torch.zeros(after)])
+    floor = math.sqrt(power(speech)) * 10 ** (-45 / 20)
+    out = out + floor * torch.randn(len(out), generator=torch.Generator().manual_seed(0))
+    return out, (lo - before) / sample_rate
 
 
 def frame_utterance(wave: torch.Tensor, sample_rate: int) -> torch.Tensor:
@@ -55,3 +104,103 @@ def frame_utterance(wave: torch.Tensor, sample_rate: int) -> torch.Tensor:
     from a fixed seed so the same clip always gives the same answer. (Bare clips score clearly worse.)"""
     return join_words([wave], sample_rate, generator=torch.Generator().manual_seed(0), gain=(1.0, 1.0),
                       edge_s=(FRAME_EDGE_S, FRAME_EDGE_S))
+
+
+@dataclass
+class Pools:
+    """The training recordings of a speech run, by what they hold. Token 0 is CTC's blank."""
+
+    words: list[torch.Tensor]  # one word each
+    word_tokens: list[int]
+    word_speakers: list[str]
+    strings: list[torch.Tensor] = field(default_factory=list)  # recorded strings of words, spoken fluently
+    string_tokens: list[list[int]] = field(default_factory=list)
+    fillers: list[torch.Tensor] = field(default_factory=list)  # other speech: each one `filler_token`
+    filler_token: int = 0
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """An epoch's mixture for recordings in the wild: joined words with tempo changes per word, fluent overlaps and
+    repeats; each recorded string a few times; sequences of other words (the filler token) and of noise alone (no
+    token), so that neither reads as digits; every sequence then through `augment`."""
+
+    max_words: int = 7
+    p_single: float = 0.3
+    string_repeats: int = 4
+    filler_share: float = 0.4  # sequences of fillers per epoch, as a share of the filler recordings / 2.5
+    noise_share: float = 0.03  # noise-only sequences, as a share of all the others
+    p_same_speaker: float = 0.5
+    p_repeat: float = 0.15
+    overlap: float = 0.35
+    augment: Augment = field(default_factory=Augment)
+
+
+Item = tuple[str, list[int]]  # ("words" | "fillers" | "string" | "noise", indices into that pool)
+
+
+def _word_sequences(pools: Pools, recipe: Recipe, g: torch.Generator | None) -> list[Item]:
+    by_speaker: dict[str, list[int]] = {}
+    by_speaker_token: dict[tuple[str, int], list[int]] = {}
+    for i, (s, t) in enumerate(zip(pools.word_speakers, pools.word_tokens)):
+        by_speaker.setdefault(s, []).append(i)
+        by_speaker_token.setdefault((s, t), []).append(i)
+    pick = lambda options: options[int(torch.randint(len(options), (), generator=g))]
+    mean_words = recipe.p_single + (1 - recipe.p_single) * (2 + recipe.max_words) / 2
+    count = max(1, math.ceil(len(pools.words) / mean_words))
+    order = torch.randperm(len(pools.words), generator=g).tolist()
+    items, cursor = [], 0
+    for k in sample_lengths(count, recipe.max_words, recipe.p_single, generator=g):
+        first = order[cursor % len(order)]
+        cursor += 1
+        speaker = pools.word_speakers[first]
+        same = len(by_speaker[speaker]) >= 3 and float(torch.rand((), generator=g)) < recipe.p_same_speaker
+        picks = [first]
+        while len(picks) < k:
+            if float(torch.rand((), generator=g)) < recipe.p_repeat:
+                key = (pools.word_speakers[picks[-1]], pools.word_tokens[picks[-1]])
+                picks.append(pick(by_speaker_token[key]))
+            elif same:
+                picks.append(pick(by_speaker[speaker]))
+            else:
+                picks.append(order[cursor % len(order)])
+                cursor += 1
+        items.append(("words", picks))
+    return items
+
+
+def plan_epoch(pools: Pools, recipe: Recipe, with_strings: bool, g: torch.Generator | None) -> list[Item]:
+    """The epoch's sequences, in training order, as indices into the pools."""
+    items = _word_sequences(pools, recipe, g)
+    strings = [("string", [i]) for i in range(len(pools.strings))] * recipe.string_repeats
+    # without the strings, as many joined sequences instead: every epoch has the same number of steps
+    items += strings if with_strings else _word_sequences(pools, recipe, g)[: len(strings)]
+    if pools.fillers:
+        for _ in range(math.ceil(len(pools.fillers) / 2.5 * recipe.filler_share)):
+            k = int(torch.randint(1, 5, (), generator=g))
+            items.append(("fillers", torch.randint(len(pools.fillers), (k,), generator=g).tolist()))
+    items += [("noise", [])] * math.ceil(len(items) * recipe.noise_share)
+    return [items[i] for i in torch.randperm(len(items), generator=g).tolist()]
+
+
+def render(item: Item, pools: Pools, recipe: Recipe, sample_rate: int,
+           g: torch.Generator | None = None) -> tuple[torch.Tensor, list[int], list[tuple[int, int]] | None]:
+    """(waveform, tokens, each word's sample span or None where unknown) of one planned sequence."""
+    from digitkit.data.augment import babble, pink_noise, random_speed, uniform, white_noise
+
+    kind, picks = item
+    if kind == "noise":
+        n = int(uniform(g, 0.5, 3.0) * sample_rate)
+        noise = (white_noise(n, g), pink_noise(n, g), babble(n, pools.words, g))[int(torch.randint(3, (), generator=g))]
+        return noise * 10 ** (uniform(g, -50, -10) / 20) / (noise.abs().max() + 1e-9), [], []
+    if kind == "string":
+        wave = random_speed(pools.strings[picks[0]], sample_rate, g)
+        edges = [torch.zeros(int(uniform(g, 0.0, 0.3) * sample_rate)) for _ in range(2)]
+        wave = torch.cat([edges[0], wave, edges[1]])
+        return recipe.augment(wave, sample_rate, pools.words, g), list(pools.string_tokens[picks[0]]), None
+    source = pools.words if kind == "words" else pools.fillers
+    tokens = [pools.word_tokens[i] for i in picks] if kind == "words" else [pools.filler_token] * len(picks)
+    spans: list[tuple[int, int]] = []
+    wave = join_words([random_speed(source[i], sample_rate, g) for i in picks], sample_rate, g, gap_s=(0.0, 0.3),
+                      edge_s=(0.0, 0.3), spans=spans, overlap=recipe.overlap)
+    return recipe.augment(wave, sample_rate, pools.words, g), tokens, spans

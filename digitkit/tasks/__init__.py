@@ -45,6 +45,8 @@ class EvalResult:
     note: str = ""
     sequence_wer: float | None = None  # speech: word error rate on connected strings joined from test recordings
     sequences: int = 0
+    recorded_wer: float | None = None  # speech: word error rate on strings recorded as spoken, where the test set has them
+    recorded: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -67,7 +69,8 @@ class Task(Protocol):
     def prepare(self, cfg: TrainConfig, folder: Path, device: Any, allow_download: bool, reporter: Any) -> Prepared: ...
 
     def evaluate(self, ckpt: Any, path: Path, model: Any, folder: Path, batch_size: int, allow_download: bool,
-                 reporter: Any) -> EvalResult: ...
+                 reporter: Any, dataset: str | None = None) -> EvalResult:
+        """The test split of the checkpoint's dataset, or of another `dataset` of this kind with the same classes."""
 
 
 def _tasks() -> tuple[Task, ...]:

@@ -189,12 +189,15 @@ class ImageTask:
         )
 
     def evaluate(self, ckpt: Any, path: Path, model: torch.nn.Module, folder: Path, batch_size: int,
-                 allow_download: bool, reporter: Any) -> Any:
+                 allow_download: bool, reporter: Any, dataset: str | None = None) -> Any:
         from digitkit.data.registry import get_dataset, load
+        from digitkit.errors import DataError
         from digitkit.metrics import confusion_matrix, per_class
         from digitkit.tasks import EvalResult
 
-        spec = get_dataset(ckpt.dataset)
+        spec = get_dataset(dataset or ckpt.dataset)
+        if list(spec.classes) != list(ckpt.classes):
+            raise DataError(f"{spec.name}'s classes differ from the model's ({', '.join(ckpt.classes)})")
         splits = load(spec, folder, allow_download=allow_download)
         reporter.info(f"evaluating {path} on the {spec.title} test set ({len(splits.test_y):,} images)")
         norm = Normalization(tuple(ckpt.input["mean"]), tuple(ckpt.input["std"]))

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from digitkit.ctc import batch_greedy, word_error_rate
 from digitkit.data.audio import LogMel, pad_batch
-from digitkit.data.sequences import frame_utterance, join_words, sample_lengths
+from digitkit.data.sequences import LEVEL_DB, Pools, Recipe, join_words, plan_epoch, present, render, sample_lengths, set_level
 from digitkit.device import model_device
 from digitkit.training.distributed import World, shard
 
@@ -25,6 +25,7 @@ ALIGNED_FRACTION = 0.4  # share of the epochs trained on the known alignment bef
 SEQUENCE_TEST_COUNT = 300  # connected-digit strings joined from test recordings for the WER figure
 SEQUENCE_TEST_WORDS = (3, 7)
 N_MELS = 40
+WORD_REPEATS = 4  # digits: each epoch's draws of a single-word recording from a corpus with many speakers
 
 
 def spec_augment(feats: torch.Tensor, lengths: torch.Tensor, freq_masks: int = 2, freq_width: int = 6,
@@ -85,48 +86,62 @@ def score_clips(model, features: LogMel, waves: list[torch.Tensor], targets: lis
 
 
 class SpeechBatches:
-    """What the training loop draws from."""
+    """What the training loop draws from. Without a `recipe`, each epoch joins the single-word recordings into
+    sequences; with one (the `digits` dataset), each epoch is `recipe`'s mixture for recordings in the wild."""
 
-    def __init__(self, train_waves: list[torch.Tensor], train_tokens: list[int], val_waves: list[torch.Tensor],
-                 val_tokens: list[int], sample_rate: int, n_mels: int, device: torch.device, augment: bool = True,
-                 max_words: int = 7, p_single: float = 0.3):
-        self.train_waves, self.train_tokens = train_waves, train_tokens
-        self.val_waves = [frame_utterance(w, sample_rate) for w in val_waves]
+    def __init__(self, pools: Pools, val_waves: list[torch.Tensor], val_tokens: list[int], sample_rate: int,
+                 n_mels: int, device: torch.device, augment: bool = True, max_words: int = 7, p_single: float = 0.3,
+                 recipe: Recipe | None = None, level_db: float | None = None):
+        self.pools, self.recipe, self.level_db = pools, recipe, level_db
+        self.train_waves, self.train_tokens = pools.words, pools.word_tokens
+        self.val_waves = [present(w, sample_rate, level_db)[0] for w in val_waves]
         self.val_tokens = val_tokens
         self.sample_rate, self.device, self.augment = sample_rate, device, augment
         self.features = LogMel(sample_rate, n_mels)
         self.max_words, self.p_single = max_words, p_single
         mean_words = p_single + (1 - p_single) * (2 + max_words) / 2
-        self.sequences = max(1, math.ceil(len(train_waves) / mean_words))  # each recording about once per epoch
+        self.sequences = max(1, math.ceil(len(pools.words) / mean_words))  # each recording about once per epoch
         self.aligned_phase = True
 
     def steps_per_epoch(self, batch_size: int) -> int:
+        if self.recipe is not None:  # the plan's size does not depend on its draws
+            return (len(self._plan(torch.Generator().manual_seed(0))) + batch_size - 1) // batch_size
         return (self.sequences + batch_size - 1) // batch_size
 
     def featurize(self, waves: list[torch.Tensor], augment: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         return featurize(self.features, waves, self.device, augment)
 
-    def train_batches(self, batch_size: int, order_rng: torch.Generator | None = None, world: World = World()) -> Iterator[tuple[tuple, tuple, int]]:
+    def _plan(self, order_rng: torch.Generator | None) -> list:
+        # recorded strings have no known alignment, so they join once CTC takes over
+        return plan_epoch(self.pools, self.recipe, not self.aligned_phase, order_rng)
+
+    def _joined(self, order_rng: torch.Generator | None) -> list:
         order = torch.randperm(len(self.train_waves), generator=order_rng).tolist()
         counts = sample_lengths(self.sequences, self.max_words, self.p_single, generator=order_rng)
-        cursor = 0
-        sequences = []
+        cursor, sequences = 0, []
         for k in counts:
-            picks = [order[(cursor + j) % len(order)] for j in range(k)]
+            sequences.append(("words", [order[(cursor + j) % len(order)] for j in range(k)]))
             cursor += k
-            sequences.append(picks)
+        return sequences
+
+    def _render(self, item) -> tuple[torch.Tensor, list[int], list[tuple[int, int]] | None]:
+        if self.recipe is not None:
+            wave, tokens, spans = render(item, self.pools, self.recipe, self.sample_rate)
+            return (set_level(wave, self.level_db) if self.level_db is not None else wave), tokens, spans
+        spans: list[tuple[int, int]] = []
+        picks = item[1]
+        wave = join_words([self.train_waves[i] for i in picks], self.sample_rate, spans=spans)
+        return wave, [self.train_tokens[i] for i in picks], spans
+
+    def train_batches(self, batch_size: int, order_rng: torch.Generator | None = None, world: World = World()) -> Iterator[tuple[tuple, tuple, int]]:
+        sequences = self._plan(order_rng) if self.recipe is not None else self._joined(order_rng)
         for start in range(0, len(sequences), batch_size):
             chunk = sequences[start : start + batch_size]
             if len(chunk) < world.size:  # too few left to give every rank one
                 break
-            chunk = shard(chunk, world)
-            waves, spans = [], []
-            for picks in chunk:
-                spans.append([])
-                waves.append(join_words([self.train_waves[i] for i in picks], self.sample_rate, spans=spans[-1]))
-            targets = [[self.train_tokens[i] for i in picks] for picks in chunk]
-            feats, frames = self.featurize(waves, augment=self.augment)
-            yield (feats, frames), (targets, spans), len(chunk)
+            waves, targets, spans = zip(*(self._render(item) for item in shard(chunk, world)))
+            feats, frames = self.featurize(list(waves), augment=self.augment)
+            yield (feats, frames), (list(targets), list(spans)), len(waves)
 
     def frame_labels(self, spans: list[list[tuple[int, int]]], targets: list[list[int]], frames: int, stride: int) -> torch.Tensor:
         """Each output frame's token on the known alignment: the word over its samples, blank (0) elsewhere."""
@@ -171,18 +186,22 @@ def ctc_loss(log_probs: torch.Tensor, lengths: torch.Tensor, targets: list[list[
                       reduction=reduction, zero_infinity=True)
 
 
-def load_speech_splits(dataset: str, folder: Path, val_split: float, seed: int, holdout_speaker: str | None, words: list[str] | None):
-    from digitkit.data.speech import get_speech_dataset, load_fsdd, load_speechcommands
+def load_speech_splits(dataset: str, folder: Path, cfg: Any):
+    from digitkit.data.speech import get_speech_dataset, load_digits, load_fsdd, load_speechcommands
     from digitkit.errors import DigitkitError
 
     spec = get_speech_dataset(dataset)
+    if cfg.words and spec.name != "speechcommands":
+        raise DigitkitError(f"--words is for speechcommands; {spec.name}'s words are the digits 0-9")
+    if cfg.holdout_speaker and spec.name != "fsdd":
+        raise DigitkitError("--holdout-speaker is for fsdd (digits: --holdout-fold); speechcommands already splits by speaker")
+    if cfg.holdout_fold is not None and spec.name != "digits":
+        raise DigitkitError("--holdout-fold is for digits (its AN4 speaker folds)")
     if spec.name == "fsdd":
-        if words:
-            raise DigitkitError("--words is for speechcommands; FSDD's words are the digits 0-9")
-        return spec, load_fsdd(folder, val_split, seed, holdout_speaker)
-    if holdout_speaker:
-        raise DigitkitError("--holdout-speaker is for fsdd; speechcommands already splits by speaker")
-    return spec, load_speechcommands(folder, words)
+        return spec, load_fsdd(folder, cfg.val_split, cfg.seed, cfg.holdout_speaker)
+    if spec.name == "digits":
+        return spec, load_digits(folder, cfg.val_split, cfg.seed, cfg.holdout_fold)
+    return spec, load_speechcommands(folder, cfg.words)
 
 
 def load_waves(utterances: list, sample_rate: int, reporter: Any) -> tuple[list[torch.Tensor], list]:
@@ -208,14 +227,15 @@ def load_waves(utterances: list, sample_rate: int, reporter: Any) -> tuple[list[
 
 
 def sequence_test_set(waves: list[torch.Tensor], tokens: list[int], sample_rate: int, count: int = SEQUENCE_TEST_COUNT,
-                      seed: int = 1234) -> tuple[list[torch.Tensor], list[list[int]]]:
+                      seed: int = 1234, level_db: float | None = None) -> tuple[list[torch.Tensor], list[list[int]]]:
     """Connected strings of 3-7 words joined from held-out recordings, the same ones every time."""
     g = torch.Generator().manual_seed(seed)
     clips, targets = [], []
     for _ in range(count if waves else 0):
         k = int(torch.randint(SEQUENCE_TEST_WORDS[0], SEQUENCE_TEST_WORDS[1] + 1, (), generator=g))
         picks = torch.randint(0, len(waves), (k,), generator=g).tolist()
-        clips.append(join_words([waves[i] for i in picks], sample_rate, generator=g))
+        clip = join_words([waves[i] for i in picks], sample_rate, generator=g)
+        clips.append(set_level(clip, level_db) if level_db is not None else clip)
         targets.append([tokens[i] for i in picks])
     return clips, targets
 
@@ -229,18 +249,30 @@ class SpeechTestScore:
     sequence_wer: float  # connected 3-7-word strings joined from the same recordings
     sequence_accuracy: float
     sequences: int
+    recorded_wer: float | None = None  # strings recorded as spoken (fluent speech), where the test set has them
+    recorded_accuracy: float | None = None
+    recorded: int = 0
 
 
 def score_speech_test(model: torch.nn.Module, utterances: list, vocab: list[str], sample_rate: int, features: Any,
-                      reporter: Any) -> SpeechTestScore:
-    """The test figures of a speech model, the same for the end of training and for `evaluate`."""
+                      reporter: Any, level_db: float | None = None) -> SpeechTestScore:
+    """The test figures of a speech model, the same for the end of training and for `evaluate`; each recording
+    presented as `transcribe` presents a user's (`sequences.present`)."""
     waves, kept = load_waves(utterances, sample_rate, reporter)
-    tokens = [vocab.index(u.word) + 1 for u in kept]
-    framed = [frame_utterance(w, sample_rate) for w in waves]
+    single = [i for i, u in enumerate(kept) if len(u.words) == 1]
+    tokens = [vocab.index(kept[i].word) + 1 for i in single]
+    framed = [present(waves[i], sample_rate, level_db)[0] for i in single]
     loss, accuracy, _, hyps = score_clips(model, features, framed, [[t] for t in tokens])
-    clips, targets = sequence_test_set(waves, tokens, sample_rate)
+    clips, targets = sequence_test_set([waves[i] for i in single], tokens, sample_rate, level_db=level_db)
     _, seq_accuracy, wer, _ = score_clips(model, features, clips, targets, batch_size=32)
-    return SpeechTestScore(loss, accuracy, tokens, hyps, wer, seq_accuracy, len(clips))
+    score = SpeechTestScore(loss, accuracy, tokens, hyps, wer, seq_accuracy, len(clips))
+    strings = [i for i, u in enumerate(kept) if len(u.words) > 1]
+    if strings:
+        refs = [[vocab.index(w) + 1 for w in kept[i].words] for i in strings]
+        _, score.recorded_accuracy, score.recorded_wer, _ = score_clips(
+            model, features, [present(waves[i], sample_rate, level_db)[0] for i in strings], refs, batch_size=16)
+        score.recorded = len(strings)
+    return score
 
 
 OTHER = "(other)"  # a clip decoded as no word or as several words
@@ -266,11 +298,23 @@ class SpeechTask:
         """Its features, and one output per word plus CTC's blank."""
         return {"n_mels": N_MELS, "num_tokens": words + 1, "rnn": cfg.model}
 
+    def _pools(self, train: list, splits: Any, token: dict[str, int], sr: int, reporter: Any) -> Pools:
+        """The training recordings, read and trimmed, sorted into single words, recorded strings and fillers."""
+        words, strings = [u for u in train if len(u.words) == 1], [u for u in train if len(u.words) > 1]
+        # FSDD's 6 voices outnumber the other corpora's ~40 twenty to one: the others' words come several times
+        words += [u for u in words if u.corpus not in ("", "fsdd") for _ in range(WORD_REPEATS - 1)]
+        word_waves, word_kept = load_waves(words, sr, reporter)
+        string_waves, string_kept = load_waves(strings, sr, reporter)
+        filler_waves, _ = load_waves(splits.fillers, sr, reporter)
+        return Pools(word_waves, [token[u.word] for u in word_kept], [u.speaker for u in word_kept],
+                     string_waves, [[token[w] for w in u.words] for u in string_kept], filler_waves,
+                     len(splits.vocab) + 1)
+
     def prepare(self, cfg: Any, folder: Path, device: torch.device, allow_download: bool, reporter: Any) -> Any:
         from digitkit.errors import DataError
         from digitkit.tasks import Prepared, model_config
 
-        spec, splits = load_speech_splits(cfg.dataset, folder, cfg.val_split, cfg.seed, cfg.holdout_speaker, cfg.words)
+        spec, splits = load_speech_splits(cfg.dataset, folder, cfg)
         reporter.info(f"{spec.title}: {len(splits.train):,} train / {len(splits.val):,} val / {len(splits.test):,} test "
                       f"recordings of {len(splits.vocab)} words from {splits.source}")
         if splits.note:
@@ -278,45 +322,61 @@ class SpeechTask:
         train = splits.train[: cfg.limit] if cfg.limit is not None else splits.train
         sr = spec.sample_rate
         token = {w: i + 1 for i, w in enumerate(splits.vocab)}  # 0 is CTC's blank
-        train_waves, train_kept = load_waves(train, sr, reporter)
+        pools = self._pools(train, splits, token, sr, reporter)
         val_waves, val_kept = load_waves(splits.val, sr, reporter)
-        if not train_waves:
+        if not pools.words:
             raise DataError(f"no usable training recordings in {splits.source}")
-        batches = SpeechBatches(train_waves, [token[u.word] for u in train_kept], val_waves, [token[u.word] for u in val_kept],
-                                sr, N_MELS, device, augment=cfg.augment, max_words=cfg.max_words)
+        recipe = Recipe(max_words=cfg.max_words) if spec.name == "digits" and cfg.augment else None
+        level_db = LEVEL_DB if recipe is not None else None
+        batches = SpeechBatches(pools, val_waves, [token[u.word] for u in val_kept], sr, N_MELS, device,
+                                augment=cfg.augment, max_words=cfg.max_words, recipe=recipe, level_db=level_db)
 
         def test(model: torch.nn.Module) -> dict[str, Any]:
-            r = score_speech_test(model, splits.test, splits.vocab, sr, batches.features, reporter)
-            return {"test_accuracy": r.accuracy, "test_loss": r.loss, "test_samples": len(r.tokens),
-                    "test_sequence_wer": r.sequence_wer, "test_sequence_accuracy": r.sequence_accuracy,
-                    "test_sequences": r.sequences}
+            r = score_speech_test(model, splits.test, splits.vocab, sr, batches.features, reporter, level_db)
+            out = {"test_accuracy": r.accuracy, "test_loss": r.loss, "test_samples": len(r.tokens),
+                   "test_sequence_wer": r.sequence_wer, "test_sequence_accuracy": r.sequence_accuracy,
+                   "test_sequences": r.sequences}
+            if r.recorded:
+                out.update(test_recorded_wer=r.recorded_wer, test_recorded_accuracy=r.recorded_accuracy,
+                           test_recorded=r.recorded)
+            return out
 
         return Prepared(
             batches=batches,
-            model_config=model_config(cfg, self.model_base(cfg, len(splits.vocab))),
+            model_config=model_config(cfg, self.model_base(cfg, len(splits.vocab) + bool(splits.fillers))),
             dataset=spec.name,
             classes=list(splits.vocab),
-            input_meta={"kind": self.kind, "sample_rate": sr, "n_mels": N_MELS, "preprocess": "logmel"},
-            data_info={"source": splits.source, "note": splits.note, "train": len(train_waves), "val": len(val_waves),
-                       "holdout_speaker": cfg.holdout_speaker},
+            input_meta={"kind": self.kind, "sample_rate": sr, "n_mels": N_MELS, "preprocess": "logmel",
+                        **({"filler": True} if splits.fillers else {}),
+                        **({"level_db": level_db} if level_db is not None else {})},
+            data_info={"source": splits.source, "note": splits.note, "train": len(pools.words) + len(pools.strings), "val": len(val_waves),
+                       "holdout_speaker": cfg.holdout_speaker, "holdout_fold": cfg.holdout_fold},
             test=test,
             channels_last=False,
         )
 
     def evaluate(self, ckpt: Any, path: Path, model: torch.nn.Module, folder: Path, batch_size: int,
-                 allow_download: bool, reporter: Any) -> Any:
+                 allow_download: bool, reporter: Any, dataset: str | None = None) -> Any:
+        """The test split of the model's own dataset, or of `dataset` (one with the same words: a `digits` model
+        on FSDD's standard test split, say); another dataset's split ignores the run's holdout options."""
+        import dataclasses
+
         from digitkit.config import TrainConfig
         from digitkit.errors import DataError
         from digitkit.metrics import confusion_matrix, per_class
         from digitkit.tasks import EvalResult
 
         cfg = TrainConfig.from_dict(ckpt.train_config)
-        spec, splits = load_speech_splits(ckpt.dataset, folder, cfg.val_split, cfg.seed, cfg.holdout_speaker, cfg.words)
+        name = self.dataset_name(dataset) if dataset else ckpt.dataset
+        if name != ckpt.dataset:
+            cfg = dataclasses.replace(cfg, holdout_speaker=None, holdout_fold=None)
+        spec, splits = load_speech_splits(name, folder, cfg)
         if splits.vocab != ckpt.classes:
             raise DataError(f"the words in {splits.source} ({', '.join(splits.vocab)}) differ from the model's ({', '.join(ckpt.classes)})")
         sr = int(ckpt.input["sample_rate"])
         reporter.info(f"evaluating {path} on the {spec.title} test recordings" + (f" ({splits.note})" if splits.note else ""))
-        score = score_speech_test(model, splits.test, list(ckpt.classes), sr, LogMel(sr, int(ckpt.input["n_mels"])), reporter)
+        score = score_speech_test(model, splits.test, list(ckpt.classes), sr, LogMel(sr, int(ckpt.input["n_mels"])), reporter,
+                                  ckpt.input.get("level_db"))
         n = len(ckpt.classes)
         predicted = torch.tensor([h[0] - 1 if len(h) == 1 else n for h in score.hyps], dtype=torch.long)
         conf = confusion_matrix(torch.tensor(score.tokens) - 1, predicted, n + 1)
@@ -325,7 +385,7 @@ class SpeechTask:
             checkpoint=str(path), dataset=spec.name, samples=len(score.tokens), accuracy=score.accuracy, loss=score.loss,
             classes=classes, per_class=[row for row in per_class(conf, classes) if row["class"] != OTHER],
             confusion=conf.tolist(), history=ckpt.history, note=splits.note, sequence_wer=score.sequence_wer,
-            sequences=score.sequences,
+            sequences=score.sequences, recorded_wer=score.recorded_wer, recorded=score.recorded,
         )
 
 

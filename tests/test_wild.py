@@ -1,0 +1,310 @@
+"""Speech in the wild: the `digits` dataset's sources and speaker folds, waveform augmentation, the wild recipe's
+epochs, word times from the audio around CTC spikes, and rejection of what is not digits."""
+
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from conftest import run_cli
+from digitkit import api
+from digitkit import checkpoint as ckpt_io
+from digitkit.data import augment as A
+from digitkit.data.sequences import Pools, Recipe, join_words, plan_epoch, render
+from digitkit.data.speech import AN4_FOLDS, an4_fold, load_an4_digits, load_digits
+from digitkit.errors import DataError
+from digitkit.recognize import Recognizer, Transcription, word_bounds
+
+
+def tone(seconds: float, hz: float = 440.0, rate: int = 8000, level: float = 0.5) -> torch.Tensor:
+    t = torch.arange(int(seconds * rate)) / rate
+    return level * torch.sin(2 * torch.pi * hz * t)
+
+
+def test_an4_strings_read_oh_as_zero_and_fold_by_speaker(data_dir):
+    strings = load_an4_digits(data_dir)
+    assert len(strings) == 92 and all(set(u.words) <= set("0123456789") for u in strings)
+    table = (data_dir / "an4-digits" / "transcripts.tsv").read_text().splitlines()[1:]
+    with_oh = next(line.split("\t") for line in table if " oh" in line.split("\t")[2])
+    assert next(u for u in strings if u.path.name == with_oh[0].split("/")[-1]).words == list(with_oh[1])
+    folds = {}
+    for u in strings:
+        folds.setdefault(an4_fold(u.speaker), set()).add(u.speaker)
+    assert set(folds) == set(range(1, AN4_FOLDS + 1))
+    assert sum(len(s) for s in folds.values()) == len({u.speaker for u in strings})  # no speaker in two folds
+
+
+def test_digits_sources_keep_each_corpus_test_out(data_dir):
+    splits = load_digits(data_dir, val_split=0.1, seed=0, holdout_fold=2)
+    train = {u.path for u in splits.train + splits.val}
+    assert not train & {u.path for u in splits.test}
+    test_strings = [u for u in splits.test if len(u.words) > 1]
+    train_strings = [u for u in splits.train if len(u.words) > 1]
+    assert test_strings and train_strings and len(test_strings) + len(train_strings) == 92
+    assert not {u.speaker for u in test_strings} & {u.speaker for u in train_strings}
+    assert all(int(u.path.stem.split("_")[2]) >= 5 for u in splits.train if u.corpus == "fsdd")
+    assert {u.corpus for u in splits.train} == {"fsdd", "speechcommands", "an4"}
+    assert {u.word for u in splits.train if len(u.words) == 1} == set("0123456789")
+    assert splits.fillers and not {u.path for u in splits.fillers} & {u.path for u in splits.filler_test}
+    assert all(u.word not in "0123456789" for u in splits.fillers)
+    assert len([u for u in load_digits(data_dir, 0.1, 0).train if len(u.words) > 1]) == 92
+    with pytest.raises(DataError, match="1..4"):
+        load_digits(data_dir, 0.1, 0, holdout_fold=9)
+
+
+def test_speed_changes_duration_and_noise_hits_its_snr():
+    wave = tone(1.0)
+    assert abs(len(A.speed(wave, 1.1, 8000)) - 8000 / 1.1) < 10 and len(A.speed(wave, 1.0, 8000)) == 8000
+    g = torch.Generator().manual_seed(0)
+    noise = A.white_noise(8000, g)
+    mixed = A.add_noise(wave, noise, 10.0)
+    snr = 10 * torch.log10(wave.pow(2).mean() / (mixed - wave).pow(2).mean())
+    assert abs(float(snr) - 10.0) < 0.5
+    pink = A.pink_noise(8001, g)  # odd length: padded to a fast FFT size and cut back
+    low, high = torch.fft.rfft(pink).abs().pow(2)[10:400].mean(), torch.fft.rfft(pink).abs().pow(2)[3000:3990].mean()
+    assert len(pink) == 8001 and low > 5 * high
+
+
+def test_band_limit_and_reverb():
+    rate = 8000
+    low, mid = tone(1.0, 100.0), tone(1.0, 1000.0)
+    assert A.band_limit(low, rate).pow(2).mean() < 0.05 * low.pow(2).mean()
+    assert A.band_limit(mid, rate).pow(2).mean() > 0.9 * mid.pow(2).mean()
+    click = torch.zeros(4000)
+    click[100] = 1.0
+    wet = A.reverb(click, rate, 0.3, torch.Generator().manual_seed(1))
+    assert len(wet) == 4000 and wet[100:].abs().max() == pytest.approx(1.0, abs=1e-4)
+    assert wet[300:1500].abs().sum() > 0.5  # a tail after the direct sound
+    assert wet[:99].abs().max() < 1e-4  # nothing before it
+
+
+def test_augment_is_seeded_and_stays_in_range():
+    wave = tone(0.8)
+    pool = [tone(0.5, 300), tone(0.7, 500)]
+    a = A.Augment()(wave, 8000, pool, torch.Generator().manual_seed(3))
+    b = A.Augment()(wave, 8000, pool, torch.Generator().manual_seed(3))
+    assert torch.equal(a, b) and len(a) == len(wave) and a.abs().max() <= 1.0
+    for seed in range(20):
+        out = A.Augment(p_clip=1.0)(wave, 8000, pool, torch.Generator().manual_seed(seed))
+        assert torch.isfinite(out).all() and out.abs().max() <= 1.0
+
+
+def test_join_words_overlaps_and_keeps_spans():
+    words = [tone(0.3, 300 + 100 * i) for i in range(4)]
+    spans = []
+    joined = join_words(words, 8000, torch.Generator().manual_seed(0), edge_s=(0, 0), spans=spans, overlap=1.0)
+    assert len(joined) < sum(len(w) for w in words)  # every gap is an overlap
+    assert all(b - a == len(w) for (a, b), w in zip(spans, words))
+    assert all(spans[i + 1][0] < spans[i][1] for i in range(3))
+    assert all(spans[i + 1][0] >= spans[i][0] + len(words[i]) // 2 for i in range(3))  # never more than half
+
+
+def _pools() -> Pools:
+    words = [tone(0.3, 200 + 20 * i) for i in range(40)]
+    return Pools(words, [1 + i % 10 for i in range(40)], [f"s{i % 4}" for i in range(40)],
+                 strings=[tone(1.2), tone(1.5)], string_tokens=[[1, 2, 3], [4, 4]],
+                 fillers=[tone(0.4, 900), tone(0.4, 1100)], filler_token=11)
+
+
+def test_wild_epoch_mixes_every_source_at_a_fixed_size():
+    pools, recipe = _pools(), Recipe()
+    before = plan_epoch(pools, recipe, with_strings=False, g=torch.Generator().manual_seed(0))
+    after = plan_epoch(pools, recipe, with_strings=True, g=torch.Generator().manual_seed(0))
+    assert len(before) == len(after)  # the schedule's step count must not change when CTC takes over
+    assert {k for k, _ in after} == {"words", "string", "fillers", "noise"} and "string" not in {k for k, _ in before}
+    g = torch.Generator().manual_seed(1)
+    for item in after:
+        wave, tokens, spans = render(item, pools, recipe, 8000, g)
+        assert torch.isfinite(wave).all() and wave.abs().max() <= 1.0
+        if item[0] == "string":
+            assert tokens == pools.string_tokens[item[1][0]] and spans is None
+        elif item[0] == "noise":
+            assert tokens == [] and spans == []
+        elif item[0] == "fillers":
+            assert tokens == [11] * len(item[1]) and len(spans) == len(tokens)
+        else:
+            assert tokens == [pools.word_tokens[i] for i in item[1]] and len(spans) == len(tokens)
+            assert all(0 <= a < b <= len(wave) for a, b in spans)
+
+
+def test_word_bounds_follow_the_audio_around_each_spike():
+    db = torch.full((200,), -60.0)
+    db[20:60] = -20.0  # word one: 0.2-0.6 s
+    db[70:110] = -18.0  # word two: 0.7-1.1 s ...
+    db[80:82] = -60.0  # ... with a dip of 20 ms inside it, bridged
+    assert word_bounds(db, [40.0, 95.0]) == [(20, 60), (70, 110)]
+    # two spikes in one run of sound (no pause between fluent words): split halfway, never overlapping
+    db2 = torch.full((100,), -60.0)
+    db2[10:90] = -20.0
+    (a0, a1), (b0, b1) = word_bounds(db2, [30.0, 70.0])
+    assert a0 == 10 and b1 == 90 and a1 <= b0
+
+
+class _Ckpt:
+    classes = [str(d) for d in range(10)]
+    input = {"sample_rate": 8000, "n_mels": 40, "filler": True}
+
+    def build_model(self, device):
+        from digitkit.models.speech import SpeechConfig, SpeechRecognizer
+
+        return SpeechRecognizer(SpeechConfig(num_tokens=12)).eval()
+
+
+def test_verdict_rejects_other_speech_and_low_confidence():
+    rec = Recognizer(_Ckpt(), torch.device("cpu"), min_confidence=0.6)
+    word = lambda w, c: {"word": w, "start": 0.0, "end": 0.3, "confidence": c}
+    assert rec.verdict("a", [word("4", 0.9), word("2", 0.8)]).transcript == "4 2"
+    other = rec.verdict("a", [word("4", 0.9), word(None, 0.9)])
+    assert other.transcript is None and "other than digits" in other.warning
+    unsure = rec.verdict("a", [word("4", 0.9), word("2", 0.4)])
+    assert unsure.transcript is None and "0.40" in unsure.warning and unsure.words
+    assert rec.verdict("a", []).transcript is None
+    assert Transcription("a", None, 0.0).to_dict()["transcript"] is None
+
+
+def test_not_recognised_prints_a_question_mark_and_json_null(tmp_path):
+    rate = 8000
+    g = torch.Generator().manual_seed(0)
+    sf.write(tmp_path / "noise.wav", (0.3 * torch.randn(2 * rate, generator=g)).clamp(-1, 1).numpy(), rate)
+    proc = run_cli("transcribe", "--min-confidence", "1", str(tmp_path / "noise.wav"))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split("\t")[1] == "?"
+    proc = run_cli("transcribe", "--json", "--min-confidence", "1", str(tmp_path / "noise.wav"))
+    assert json.loads(proc.stdout)["transcript"] is None
+    bad = run_cli("transcribe", "--min-confidence", "2", str(tmp_path / "noise.wav"))
+    assert bad.returncode == 2 and "--min-confidence" in bad.stderr
+
+
+def test_digits_training_run_reports_recorded_strings_of_unseen_speakers(tmp_path, data_dir):
+    out = tmp_path / "digits.safetensors"
+    result = api.train("digits", out=out, data_dir=data_dir, holdout_fold=1, limit=200, epochs=2,
+                       model_options={"hidden": 32, "layers": 1, "conv_channels": 32})
+    m = result.metrics
+    assert m["test_recorded"] == len([u for u in load_an4_digits(data_dir) if an4_fold(u.speaker) == 1])
+    assert 0 <= m["test_recorded_wer"] and m["test_samples"] > 300
+    ckpt = ckpt_io.load(out)
+    assert ckpt.input["filler"] is True and ckpt.model_config["num_tokens"] == 12 and ckpt.input["sample_rate"] == 8000
+    proc = run_cli("evaluate", str(out), "--json")
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert data["recorded"] == m["test_recorded"] and abs(data["recorded_wer"] - m["test_recorded_wer"]) < 1e-6
+
+
+def _wav_stream(waves: list[torch.Tensor], rate: int) -> bytes:
+    import struct
+
+    pcm = (torch.cat(waves).clamp(-1, 1) * 32767).short().numpy().tobytes()
+    head = struct.pack("<4sI4s4sIHHIIHH4sI", b"RIFF", 0xFFFFFFFF, b"WAVE", b"fmt ", 16, 1, 1, rate, 2 * rate, 2, 16,
+                       b"data", 0xFFFFFFFF)  # a live stream does not know its length
+    return head + pcm
+
+
+def test_stream_prints_each_string_after_its_pause(tmp_path, data_dir):
+    import subprocess
+    import sys
+
+    from digitkit.data.audio import read_audio
+
+    rate = 16000
+    clips = sorted((data_dir / "fsdd" / "recordings").glob("*_jackson_[0-4].wav"))[::7][:5]
+    g = torch.Generator().manual_seed(0)
+    parts, truth = [0.002 * torch.randn(rate, generator=g)], []
+    for clip in clips:
+        parts += [read_audio(clip, rate), 0.002 * torch.randn(rate, generator=g)]
+        truth.append(clip.name[0])
+    proc = subprocess.run([sys.executable, "-m", "digitkit", "transcribe", "--stream"], input=_wav_stream(parts, rate),
+                          capture_output=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    rows = [line.split("\t") for line in proc.stdout.decode().splitlines()]
+    assert len(rows) == len(clips)  # the background noise alone prints nothing
+    starts = [float(r[0]) for r in rows]
+    assert starts == sorted(starts) and all(float(r[1]) > float(r[0]) for r in rows)
+    assert sum(r[2] == t for r, t in zip(rows, truth)) >= len(clips) - 1, (rows, truth)
+    seconds = 1.0
+    for row, clip in zip(rows, clips):  # each string where it was spoken
+        length = len(read_audio(clip, rate)) / rate
+        assert seconds - 0.3 <= float(row[0]) <= seconds + length and float(row[1]) <= seconds + length + 0.4
+        seconds += length + 1.0
+
+
+def test_stream_refuses_what_is_not_a_wav_stream():
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "digitkit", "transcribe", "--stream"], input=b"not a wav at all",
+                          capture_output=True, timeout=120)
+    assert proc.returncode == 1 and b"RIFF/WAVE" in proc.stderr and b"Traceback" not in proc.stderr
+    both = run_cli("transcribe", "--stream", "x.wav")
+    assert both.returncode == 2 and "give no FILES" in both.stderr
+    neither = run_cli("transcribe")
+    assert neither.returncode == 2 and "--stream" in neither.stderr
+
+
+def test_m4a_as_phones_record_is_read(tmp_path, data_dir):
+    av = pytest.importorskip("av", reason="PyAV is the m4a extra; the dev install has it")
+    from digitkit.data.audio import read_audio
+
+    clip = next((data_dir / "fsdd" / "recordings").glob("7_jackson_1.wav"))
+    wave = read_audio(clip, 16000).numpy()
+    with av.open(str(tmp_path / "seven.m4a"), "w") as out:
+        stream = out.add_stream("aac", rate=16000)
+        stream.layout = "mono"
+        frame = av.AudioFrame.from_ndarray(wave[None].astype(np.float32), format="fltp", layout="mono")
+        frame.sample_rate = 16000
+        for packet in list(stream.encode(frame)) + list(stream.encode(None)):
+            out.mux(packet)
+    decoded = read_audio(tmp_path / "seven.m4a", 16000)
+    assert abs(len(decoded) - len(wave)) < 2048  # AAC adds a frame of priming
+    (result,) = api.transcribe([tmp_path / "seven.m4a"])
+    assert result.transcript == "7"
+
+
+STREAM_MEMORY = r"""
+import resource, struct, sys, torch
+from digitkit import api
+
+from digitkit.data.audio import read_audio
+clips = [read_audio(p, 8000) for p in sys.argv[2:]]
+clips = [0.5 * c / c.abs().max() for c in clips]
+
+class Live:
+    '''A WAV stream made on the fly: faint noise, and a spoken digit every 10 s, so that nothing but the
+    stream's own state can grow.'''
+    def __init__(self, minutes):
+        self.head = struct.pack("<4sI4s4sIHHIIHH4sI", b"RIFF", 0xFFFFFFFF, b"WAVE", b"fmt ", 16, 1, 1, 8000, 16000, 2, 16,
+                                b"data", 0xFFFFFFFF)
+        self.left, self.g, self.buffer = minutes * 6, torch.Generator().manual_seed(0), b""
+    def read(self, n):
+        while len(self.buffer) < n and (self.head or self.left):
+            if self.head:
+                self.buffer, self.head = self.head, b""
+                continue
+            block = 0.003 * torch.randn(80000, generator=self.g)
+            clip = clips[self.left % len(clips)]
+            block[8000 : 8000 + len(clip)] += clip
+            self.buffer += (block.clamp(-1, 1) * 32767).short().numpy().tobytes()
+            self.left -= 1
+        out, self.buffer = self.buffer[:n], self.buffer[n:]
+        return out
+
+peaks = []
+for minutes in (1, int(sys.argv[1])):
+    strings = sum(1 for _ in api.transcribe_stream(Live(minutes)))
+    peaks.append(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+print(peaks[0], peaks[1], strings)
+"""
+
+
+def test_stream_memory_stays_flat_over_a_long_stream(data_dir):
+    import subprocess
+    import sys
+
+    clips = sorted((data_dir / "fsdd" / "recordings").glob("*_theo_[0-4].wav"))[::10]
+    proc = subprocess.run([sys.executable, "-c", STREAM_MEMORY, "30", *map(str, clips)], capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    short, long, strings = map(int, proc.stdout.split())
+    assert strings >= 170  # a digit every 10 s for 30 minutes: the stream was really decoded to its end
+    assert long - short < 20_000, (short, long)  # KiB: 30 minutes cost no more memory than one
