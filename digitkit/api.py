@@ -111,9 +111,13 @@ def _run(cfg: TrainConfig, out: Path, previous: Any, resume: Any, dev: Any, worl
 
 
 def _checkpoint_path(checkpoint: str | os.PathLike | None, kind: str = "image") -> Path:
-    from digitkit.weights import shipped
+    """A checkpoint file, a shipped model's name (`digits`), or None for the default shipped model of `kind`."""
+    from digitkit.weights import shipped, shipped_name
 
-    return Path(checkpoint) if checkpoint is not None else shipped(kind)
+    if checkpoint is None:
+        return shipped(kind)
+    name = shipped_name(str(checkpoint))
+    return shipped(kind, name) if name else Path(checkpoint)
 
 
 def evaluate(
@@ -156,13 +160,14 @@ def _plots(result: EvalResult, ckpt: Any, path: Path, plot: Any, curves: Any, re
     if plot is not None:
         from digitkit.plots import confusion_png
 
-        confusion_png(result.confusion, result.classes, Path(plot), f"{result.dataset} test: accuracy {result.accuracy:.2%}")
-        reporter.info(f"wrote {plot}")
+        written = confusion_png(result.confusion, result.classes, Path(plot),
+                                f"{result.dataset} test: accuracy {result.accuracy:.2%}")
+        reporter.info(f"wrote {written}")
     if curves is not None:
         from digitkit.plots import curves_png
 
-        curves_png(ckpt.history, Path(curves), f"{path.name}: {ckpt.model_name} on {result.dataset}")
-        reporter.info(f"wrote {curves}")
+        written = curves_png(ckpt.history, Path(curves), f"{path.name}: {ckpt.model_name} on {result.dataset}")
+        reporter.info(f"wrote {written}")
 
 
 def predict(

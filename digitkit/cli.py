@@ -252,6 +252,11 @@ def _print_trained(result: Any, as_json: bool) -> None:
             f"test accuracy {m['test_accuracy']:.4f} (loss {m['test_loss']:.4f}) after {m['epochs_run']} epochs, "
             f"{m['train_seconds']:.0f} s of training\n"
         )
+        if "test_sequence_wer" in m:
+            recorded = (f"; recorded strings of held-out speakers: WER {m['test_recorded_wer']:.2%} "
+                        f"({m['test_recorded']})") if "test_recorded_wer" in m else ""
+            sys.stderr.write(f"word error rate on {m['test_sequences']} joined test strings {m['test_sequence_wer']:.2%}"
+                             f"{recorded}\n")
         typer.echo(str(result.checkpoint))
 
 
@@ -359,10 +364,10 @@ def predict(
 @app.command()
 def transcribe(
     files: Optional[list[str]] = typer.Argument(None, help="Audio files (WAV, FLAC; any sample rate, mono or stereo); - reads paths from stdin."),
-    model: Optional[Path] = typer.Option(None, "--model", "-m", help="Speech checkpoint. (default: the shipped FSDD digit model)"),
+    model: Optional[Path] = typer.Option(None, "--model", "-m", help="Speech checkpoint, or a shipped model: fsdd (FSDD's voices, isolated digits) or digits (voices in the wild, fluent strings, rejects other speech). (default: fsdd)"),
     device: Device = typer.Option(Device.cpu, "--device"),
     segment_seconds: float = typer.Option(20.0, "--segment-seconds", help="Long files are decoded in segments of about this length."),
-    min_confidence: Optional[float] = typer.Option(None, "--min-confidence", help="Report a clip as not recognised (?) when a word's confidence is below this. (default: 0.6)"),
+    min_confidence: Optional[float] = typer.Option(None, "--min-confidence", help="Report a clip as not recognised (?) when a word's confidence is below this. (default: 0.4)"),
     stream: bool = typer.Option(False, "--stream", help="Read one live WAV stream on stdin (e.g. from `arecord -f S16_LE -r 16000 -t wav`) and print START<TAB>END<TAB>TRANSCRIPT<TAB>CONFIDENCE per spoken string as soon as the pause after it ends."),
     pause: float = typer.Option(0.35, "--pause", help="--stream: seconds of quiet that end a spoken string."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per line, with per-word times and confidences."),

@@ -17,8 +17,14 @@ def _pyplot():
     return plt
 
 
-def _save(fig, path: Path) -> Path:
+def _save(fig, path: Path, name: str) -> Path:
+    """Write `fig` as PNG to `path`; a folder gets `name` inside it, and a path without a suffix gets `.png` (as
+    matplotlib would add it) -> the file written."""
     path = Path(path)
+    if path.is_dir():
+        path = path / name
+    elif not path.suffix:
+        path = path.with_suffix(".png")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path, dpi=120, bbox_inches="tight")
@@ -46,7 +52,7 @@ def confusion_png(confusion: list[list[int]], classes: list[str], path: Path, ti
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title(title or "confusion matrix")
-    return _save(fig, path)
+    return _save(fig, path, "confusion.png")
 
 
 def curves_png(history: list[dict[str, Any]], path: Path, title: str = "") -> Path:
@@ -73,4 +79,4 @@ def curves_png(history: list[dict[str, Any]], path: Path, title: str = "") -> Pa
         ax.legend()
     if title:
         fig.suptitle(title)
-    return _save(fig, path)
+    return _save(fig, path, "curves.png")

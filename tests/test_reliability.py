@@ -152,3 +152,18 @@ def test_16_bit_png_is_scaled_not_clipped(tmp_path):
     proc = run_cli("predict", str(deep))
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split("\t")[1] == "7"
+
+
+def test_tune_refuses_a_journal_that_is_not_one(tmp_path):
+    bad = tmp_path / "garbage.log"
+    bad.write_text('{"op_code": 0}\n{"something": "else"}\n')
+    proc = run_cli("tune", "mnist", "--storage", f"journal:{bad}", "--trials", "1", "--limit", "100", "--epochs", "1",
+                   "--out", str(tmp_path / "run"))
+    assert_one_line_error(proc, 2, "is not an Optuna journal file")
+
+
+def test_evaluate_plot_into_a_folder_and_without_a_suffix_says_what_it_wrote(tmp_path):
+    proc = run_cli("evaluate", "--plot", str(tmp_path), "--curves", str(tmp_path / "curves"))
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "confusion.png").is_file() and (tmp_path / "curves.png").is_file()
+    assert f"wrote {tmp_path / 'confusion.png'}" in proc.stderr and f"wrote {tmp_path / 'curves.png'}" in proc.stderr

@@ -308,3 +308,40 @@ def test_stream_memory_stays_flat_over_a_long_stream(data_dir):
     short, long, strings = map(int, proc.stdout.split())
     assert strings >= 170  # a digit every 10 s for 30 minutes: the stream was really decoded to its end
     assert long - short < 20_000, (short, long)  # KiB: 30 minutes cost no more memory than one
+
+
+def test_shipped_digits_model_by_name_hears_unseen_voices_and_rejects_other_words(data_dir, tmp_path):
+    """The shipped `digits` model: FSDD test digits accepted and right, Speech Commands words that are not digits
+    (speakers no training saw) mostly reported as not recognised."""
+    from digitkit.weights import shipped
+
+    ckpt = ckpt_io.load(shipped("speech", "digits"))
+    assert ckpt.dataset == "digits" and ckpt.input["filler"] and ckpt.input["level_db"] == -20.0
+    assert ckpt.train_config["holdout_fold"] is None and ckpt.train_state is None
+    digits = sorted((data_dir / "fsdd" / "recordings").glob("*_[0-4].wav"))[::15]
+    results = list(api.transcribe(digits, model="digits"))
+    right = sum(r.transcript == p.name[0] for r, p in zip(results, digits))
+    assert right >= len(digits) - 2, [(p.name, r.transcript) for r, p in zip(results, digits)]
+    others = load_digits(data_dir, 0.0, 0).filler_test[::5]
+    rejected = sum(r.transcript is None for r in api.transcribe([u.path for u in others], model="digits"))
+    assert rejected >= 0.8 * len(others), (rejected, len(others))
+    proc = run_cli("transcribe", "--model", "digits", "--json", str(digits[0]))
+    assert proc.returncode == 0 and json.loads(proc.stdout)["transcript"] == digits[0].name[0]
+
+
+def test_word_times_are_the_words_real_extent(data_dir, tmp_path):
+    from digitkit.data.audio import read_audio, trim_silence
+
+    rate = 8000
+    clips = [trim_silence(read_audio(p, rate), rate, pad_s=0.0)[0]
+             for p in sorted((data_dir / "fsdd" / "recordings").glob("*_jackson_[0-4].wav"))[7::19][:2]]
+    g = torch.Generator().manual_seed(0)
+    gap = torch.zeros(int(0.6 * rate))
+    wave = torch.cat([gap, clips[0], gap, clips[1], gap])
+    wave = wave + 0.001 * torch.randn(len(wave), generator=g)
+    sf.write(tmp_path / "two.wav", wave.numpy(), rate)
+    (result,) = api.transcribe([tmp_path / "two.wav"], model="digits")
+    assert len(result.words) == 2, result
+    starts = [0.6, 1.2 + len(clips[0]) / rate]
+    for word, start, clip in zip(result.words, starts, clips):
+        assert abs(word["start"] - start) < 0.1 and abs(word["end"] - (start + len(clip) / rate)) < 0.1, (word, start)

@@ -1,7 +1,9 @@
-"""Speech end to end: FSDD and Speech Commands recordings, read and silence-trimmed; every epoch packs the training
-recordings into connected-word sequences (single words too), computes log-mel features per batch with SpecAugment
-masking, and trains with CTC; validation is single-word accuracy on held-out recordings; the test figures (single
-words, and WER on connected strings joined from test recordings) for training and `evaluate`. A user's audio is
+"""Speech end to end: FSDD, Speech Commands and `digits` (every real digit source) recordings, read and
+silence-trimmed; every epoch packs the training recordings into connected-word sequences (single words too; for
+`digits`, the wild recipe of `data.sequences`: recorded strings, other speech, noise, waveform augmentation),
+computes log-mel features per batch with SpecAugment masking, and trains with CTC; validation is single-word
+accuracy on held-out recordings; the test figures (single words, WER on connected strings joined from test
+recordings, and WER on recorded strings of held-out speakers) for training and `evaluate`. A user's audio is
 transcribed by `digitkit.recognize`."""
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ import torch.nn.functional as F
 
 from digitkit.ctc import batch_greedy, word_error_rate
 from digitkit.data.audio import LogMel, pad_batch
-from digitkit.data.sequences import LEVEL_DB, Pools, Recipe, join_words, plan_epoch, present, render, sample_lengths, set_level
+from digitkit.data.sequences import (LEVEL_DB, Pools, Recipe, frame_utterance, join_words, plan_epoch, present, render,
+                                     sample_lengths, set_level)
 from digitkit.device import model_device
 from digitkit.training.distributed import World, shard
 
@@ -26,6 +29,11 @@ SEQUENCE_TEST_COUNT = 300  # connected-digit strings joined from test recordings
 SEQUENCE_TEST_WORDS = (3, 7)
 N_MELS = 40
 WORD_REPEATS = 4  # digits: each epoch's draws of a single-word recording from a corpus with many speakers
+
+
+def framed(trimmed: torch.Tensor, sample_rate: int, level_db: float | None) -> torch.Tensor:
+    """A recording already trimmed by `load_waves`, presented as `transcribe` presents a user's (`present`)."""
+    return frame_utterance(trimmed, sample_rate) if level_db is None else present(trimmed, sample_rate, level_db)[0]
 
 
 def spec_augment(feats: torch.Tensor, lengths: torch.Tensor, freq_masks: int = 2, freq_width: int = 6,
@@ -94,7 +102,7 @@ class SpeechBatches:
                  recipe: Recipe | None = None, level_db: float | None = None):
         self.pools, self.recipe, self.level_db = pools, recipe, level_db
         self.train_waves, self.train_tokens = pools.words, pools.word_tokens
-        self.val_waves = [present(w, sample_rate, level_db)[0] for w in val_waves]
+        self.val_waves = [framed(w, sample_rate, level_db) for w in val_waves]
         self.val_tokens = val_tokens
         self.sample_rate, self.device, self.augment = sample_rate, device, augment
         self.features = LogMel(sample_rate, n_mels)
@@ -261,8 +269,8 @@ def score_speech_test(model: torch.nn.Module, utterances: list, vocab: list[str]
     waves, kept = load_waves(utterances, sample_rate, reporter)
     single = [i for i, u in enumerate(kept) if len(u.words) == 1]
     tokens = [vocab.index(kept[i].word) + 1 for i in single]
-    framed = [present(waves[i], sample_rate, level_db)[0] for i in single]
-    loss, accuracy, _, hyps = score_clips(model, features, framed, [[t] for t in tokens])
+    clips = [framed(waves[i], sample_rate, level_db) for i in single]
+    loss, accuracy, _, hyps = score_clips(model, features, clips, [[t] for t in tokens])
     clips, targets = sequence_test_set([waves[i] for i in single], tokens, sample_rate, level_db=level_db)
     _, seq_accuracy, wer, _ = score_clips(model, features, clips, targets, batch_size=32)
     score = SpeechTestScore(loss, accuracy, tokens, hyps, wer, seq_accuracy, len(clips))
@@ -270,7 +278,7 @@ def score_speech_test(model: torch.nn.Module, utterances: list, vocab: list[str]
     if strings:
         refs = [[vocab.index(w) + 1 for w in kept[i].words] for i in strings]
         _, score.recorded_accuracy, score.recorded_wer, _ = score_clips(
-            model, features, [present(waves[i], sample_rate, level_db)[0] for i in strings], refs, batch_size=16)
+            model, features, [framed(waves[i], sample_rate, level_db) for i in strings], refs, batch_size=16)
         score.recorded = len(strings)
     return score
 

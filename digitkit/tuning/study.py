@@ -59,7 +59,11 @@ def _storage(url: str | None, out: Path):
 
         path = Path(url[len("journal:"):])
         path.parent.mkdir(parents=True, exist_ok=True)
-        return url, JournalStorage(JournalFileBackend(str(path)))
+        try:  # the journal is replayed here: a file of other JSON lines fails deep inside Optuna
+            return url, JournalStorage(JournalFileBackend(str(path)))
+        except (KeyError, ValueError, TypeError, AttributeError, IndexError) as exc:
+            raise DigitkitError(f"{path} is not an Optuna journal file ({type(exc).__name__}: {exc}); "
+                                f"give a new file or one an earlier `digitkit tune --storage journal:` wrote") from None
     if "://" not in url:
         raise DigitkitError(f"--storage takes an Optuna RDB URL (sqlite:///study.db, postgresql://...) or journal:PATH, not {url!r}")
     if url.startswith("sqlite:///"):
