@@ -113,6 +113,10 @@ def _finite(wave: torch.Tensor, path: Any) -> torch.Tensor:
     return wave
 
 
+class NotAudio(InputError):
+    """A file libsndfile cannot open at all (as opposed to one it opens and finds broken): FFmpeg may still read it."""
+
+
 def audio_info(path: str | os.PathLike) -> tuple[int, int]:
     """(frames, sample rate), with one clear error for a file that is not usable audio."""
     sf = _soundfile()
@@ -122,7 +126,7 @@ def audio_info(path: str | os.PathLike) -> tuple[int, int]:
     except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
         why = str(exc).strip() or "unknown format"
         hint = "; through PyAV also AAC/m4a and FFmpeg's other formats" if _av() is not None else f"; {_AV_HINT}"
-        raise InputError(f"{path}: not an audio file digitkit can read ({why}); it reads {READABLE}{hint}") from None
+        raise NotAudio(f"{path}: not an audio file digitkit can read ({why}); it reads {READABLE}{hint}") from None
     if info.frames <= 0:
         raise InputError(f"{path}: zero-length audio")
     missing = _wav_shortfall(p)
@@ -141,8 +145,8 @@ def audio_blocks(path: str | os.PathLike, target_sr: int, block_seconds: float =
     sf = _soundfile()
     try:
         frames, rate = audio_info(path)
-    except InputError as exc:
-        decoded = _av_blocks(path, target_sr, block_seconds) if "not an audio file" in str(exc) else None
+    except NotAudio:
+        decoded = _av_blocks(path, target_sr, block_seconds)
         if decoded is None:
             raise
         yield from decoded
