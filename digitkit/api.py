@@ -171,17 +171,25 @@ def _plots(result: EvalResult, ckpt: Any, path: Path, plot: Any, curves: Any, re
 
 
 def predict(
-    paths: Iterable[str | os.PathLike],
+    sources: Iterable[Any],
     *,
     model: str | os.PathLike | None = None,
     top_k: int = 1,
     batch_size: int = 256,
     device: str = "cpu",
+    min_confidence: float | None = None,
+    save_input: str | os.PathLike | None = None,
 ) -> Iterator[Any]:
-    """Classify image files -> a `Prediction` (tasks.image) or a `Failure` per file, in input order; one loaded
-    model, batched forward passes of at most `batch_size`. A file that cannot be used yields a `Failure` and the
-    others go on. With no `model`, the shipped MNIST model. `paths` may be a lazy iterator (e.g. lines from stdin):
-    results stream out per batch."""
+    """Read pictures -> a `reader.Prediction` or a `Failure` each, in input order; one loaded model, batched forward
+    passes of at most `batch_size`. A source is an image file's path, a PIL image, a numpy array or a torch tensor
+    ([H, W], [H, W, C] or [C, H, W]; uint8, or floats in [0, 1]); one that cannot be used yields a `Failure` and the
+    others go on. `sources` may be a lazy iterator (e.g. lines from stdin): results stream out per batch.
+
+    With no `model`, the shipped MNIST model. A digit model reads one digit or a whole number (`label` "4071", each
+    character in `characters`); a picture with no digit the model is sure of (a letter, a symbol, a scribble, blank
+    paper) has label None. `min_confidence` is the least calibrated probability a character needs (default: the
+    checkpoint's own, measured on its validation digits, for models trained to reject; else 0). `save_input` is a folder to write each model
+    input (the 28x28 image the network saw) to, as PNG."""
     from digitkit import checkpoint as ckpt_io
     from digitkit import tasks
     from digitkit.device import pick_device
@@ -190,9 +198,11 @@ def predict(
         raise DigitkitError("--top-k must be at least 1")
     if batch_size < 1:
         raise DigitkitError("--batch-size must be at least 1")
+    if min_confidence is not None:
+        min_confidence = _min_confidence(min_confidence)
     ckpt = ckpt_io.load(_checkpoint_path(model))
     task = tasks.for_checkpoint(ckpt, "image")
-    return task.classify(ckpt, paths, pick_device(device), top_k, batch_size)
+    return task.classify(ckpt, sources, pick_device(device), top_k, batch_size, min_confidence, save_input)
 
 
 def _min_confidence(value: float | None) -> float:

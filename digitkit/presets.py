@@ -43,7 +43,8 @@ PRESETS: dict[str, dict[str, tuple[dict[str, Any], dict[str, Any]]]] = {
     "fast": {
         "cnn": (
             {"filters": [16, 32, 64], "dense": 128},
-            {"epochs": 2, "batch_size": 64, "lr": 4e-3, "schedule": "onecycle", "patience": 0, "augment": False, "val_split": 0.0},
+            {"epochs": 2, "batch_size": 64, "lr": 4e-3, "schedule": "onecycle", "patience": 0, "augment": False,
+             "val_split": 0.0, "outliers": False},
         )
     },
 }

@@ -120,6 +120,8 @@ def print_evaluation(result: Any, stream: TextIO | None = None) -> None:
     if result.recorded_wer is not None:
         console.print(f"strings recorded as spoken by test speakers: word error rate "
                       f"[bold]{result.recorded_wer:.2%}[/bold] ({result.recorded} strings)")
+    if result.calibration_error is not None:
+        console.print(f"calibration error (expected, 15 bins) of the confidences: {result.calibration_error:.2%}")
     if result.note:
         console.print(f"note: {result.note}", markup=False)
     classes = Table(title="per class", title_justify="left")

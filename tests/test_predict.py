@@ -89,7 +89,7 @@ def bad_files(tmp_path):
     (tmp_path / "folder.png").mkdir()
     return {
         "empty.png": "empty file", "text.png": "not an image", "cut.png": "truncated or corrupt",
-        "blank.png": "blank image", "folder.png": "is a directory", "missing.png": "no such file",
+        "folder.png": "is a directory", "missing.png": "no such file",
     }
 
 
@@ -99,9 +99,11 @@ def test_bad_inputs_one_line_each_others_still_predicted(tmp_path, bad_files, sm
     proc = run_cli("predict", "--model", str(small_mnist.checkpoint), *names, cwd=tmp_path)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     out = proc.stdout.splitlines()
-    assert len(out) == 1 and out[0].split("\t")[0] == str(good)
-    errors = proc.stderr.splitlines()
+    assert [line.split("\t")[0] for line in out] == [str(good), "blank.png"]
+    assert out[1].split("\t")[1] == "?"  # blank paper is read, as nothing: not an error
+    errors = [line for line in proc.stderr.splitlines() if "error" in line]
     assert len(errors) == len(bad_files)
+    assert "digitkit: warning: blank.png: blank: no writing found" in proc.stderr
     for name, reason in bad_files.items():
         assert any(line.startswith(f"digitkit: error: {name}: {reason}") for line in errors), (name, errors)
 
@@ -120,10 +122,12 @@ def test_stdin_tsv_json_and_top_k(drawn, small_mnist):
     assert all(len(r) == 3 and 0 <= float(r[2]) <= 1 for r in rows)
     proc = run_cli("predict", "-", "--json", "-k", "3", "--model", str(small_mnist.checkpoint), stdin=listing)
     objs = [json.loads(line) for line in proc.stdout.splitlines()]
-    assert len(objs) == 4 and set(objs[0]) == {"path", "label", "confidence", "top"}
+    assert len(objs) == 4 and set(objs[0]) >= {"path", "label", "confidence", "top", "characters"}
+    assert len(objs[0]["characters"]) == 1 and len(objs[0]["characters"][0]["box"]) == 4
     assert len(objs[0]["top"]) == 3 and objs[0]["top"][0]["label"] == objs[0]["label"]
     assert objs[0]["top"][0]["confidence"] >= objs[0]["top"][1]["confidence"] >= objs[0]["top"][2]["confidence"]
-    tsv = run_cli("predict", str(drawn[0]), "-k", "2", "--model", str(small_mnist.checkpoint)).stdout.split("\t")
+    tsv = run_cli("predict", str(drawn[0]), "-k", "2", "--min-confidence", "0", "--model",
+                  str(small_mnist.checkpoint)).stdout.split("\t")
     assert len(tsv) == 5
 
 

@@ -35,6 +35,11 @@ def open_image(path: str | os.PathLike):
         raise InputError(f"{path}: truncated or corrupt image ({exc})") from None
 
 
+def from_pil(img):
+    """A PIL image a Python caller holds -> the same 8-bit, alpha-flattened form a decoded file gets."""
+    return _flatten_alpha(_to_8_bits(img))
+
+
 def _to_8_bits(img):
     """16-bit and 32-bit grayscale scaled into 0-255 (Pillow's own conversion clips them: a mid-grey 16-bit digit
     became white, a blank image)."""
@@ -67,33 +72,51 @@ def _light_background(gray: np.ndarray) -> tuple[bool, float]:
     return level > 127, level
 
 
-def mnist_style(img, size: int = 28, box: int = 20, name: str = "image") -> np.ndarray:
-    """Grayscale, invert a light background, crop to the ink, fit `box` keeping aspect, centre by mass."""
+def fit_box(ink: np.ndarray, size: int = 28, box: int = 20) -> np.ndarray:
+    """MNIST's recipe for one character's ink (float, 0 is paper, any scale): crop to the ink, fit `box` keeping the
+    aspect, paste into `size` x `size` with the centre of mass in the middle -> uint8 [size, size], ink up to 255."""
     from PIL import Image
 
-    gray = np.asarray(img.convert("L"), dtype=np.float32)
-    light, level = _light_background(gray)
-    if light:
-        gray, level = 255.0 - gray, 255.0 - level
-    ink = np.clip(gray - level, 0, None)
-    peak = float(ink.max())
-    if peak < 32:
-        raise InputError(f"{name}: blank image (no ink to classify)")
-    ink *= 255.0 / peak
-    rows, cols = np.nonzero(ink > 64)
-    crop = ink[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
+    peak = float(ink.max(initial=0.0))
+    rows, cols = np.nonzero(ink > 0.25 * peak)
+    crop = ink[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1] * (255.0 / peak)
     h, w = crop.shape
     scale = box / max(h, w)
     nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
-    patch = np.asarray(Image.fromarray(crop.astype(np.uint8)).resize((nw, nh), Image.Resampling.LANCZOS), dtype=np.float32)
-    mass = patch.sum()
+    patch = np.asarray(Image.fromarray(crop.astype(np.float32), "F").resize((nw, nh), Image.Resampling.LANCZOS))
+    patch = np.clip(patch, 0, 255)
+    mass = max(float(patch.sum()), 1e-6)
     cy = (patch.sum(1) * np.arange(nh)).sum() / mass
     cx = (patch.sum(0) * np.arange(nw)).sum() / mass
     top = int(np.clip(round((size - 1) / 2 - cy), 0, size - nh))
     left = int(np.clip(round((size - 1) / 2 - cx), 0, size - nw))
     canvas = np.zeros((size, size), dtype=np.float32)
     canvas[top : top + nh, left : left + nw] = patch
-    return np.clip(canvas, 0, 255).astype(np.uint8)[None]
+    return np.clip(canvas, 0, 255).astype(np.uint8)
+
+
+def character(page, mark, size: int = 28, box: int = 20) -> np.ndarray:
+    """One character found on a page (`data.ink`) -> the model's uint8 [1, size, size] input: its ink, with the soft
+    rim around its strokes (below the mark's threshold: a twenty-fifth of its size), through MNIST's recipe."""
+    from digitkit.data.ink import grow
+
+    rim = max(1, round(0.04 * max(mark.height, mark.width)))
+    x0, y0, x1, y1 = mark.box
+    h, w = page.ink.shape
+    x0, y0, x1, y1 = max(0, x0 - rim), max(0, y0 - rim), min(w, x1 + rim), min(h, y1 + rim)
+    own = grow(mark.mask[y0:y1, x0:x1], rim)
+    return fit_box(page.ink[y0:y1, x0:x1] * own, size, box)[None]
+
+
+def mnist_style(img, size: int = 28, box: int = 20, name: str = "image") -> np.ndarray:
+    """A picture of one character -> uint8 [1, size, size]: the ink found on the page (`data.ink`: paper estimated
+    locally, specks and marks cut by the frame dropped), all of it taken as one character, MNIST's recipe."""
+    from digitkit.data.ink import join, read_page
+
+    page = read_page(img)
+    if not page.marks:
+        raise InputError(f"{name}: blank image (no ink to classify)")
+    return character(page, join(page.marks), size, box)
 
 
 def fit_gray(img, size: int = 28) -> np.ndarray:

@@ -25,8 +25,8 @@ def normalize(x: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) 
 
 
 def augment(x: torch.Tensor, aug: Augment) -> torch.Tensor:
-    """Random rotation/scale/shift (one affine warp per sample), horizontal flips and cutout on a float batch in
-    [0, 1]. Cutout fills its square with the batch's mean colour, which is about zero once normalized."""
+    """Random rotation/scale/shift (one affine warp per sample), bolder strokes, horizontal flips and cutout on a
+    float batch in [0, 1]. Cutout fills its square with the batch's mean colour, which is about zero once normalized."""
     b, _, h, w = x.shape
     dev = x.device
     if aug.rotate_deg or aug.translate_px or aug.scale:
@@ -41,6 +41,9 @@ def augment(x: torch.Tensor, aug: Augment) -> torch.Tensor:
         )
         grid = F.affine_grid(theta, list(x.shape), align_corners=False)
         x = F.grid_sample(x, grid, mode="bilinear", padding_mode=aug.padding, align_corners=False)
+    if aug.thicken:
+        bold = torch.rand(b, device=dev) < aug.thicken
+        x = torch.where(bold.view(-1, 1, 1, 1), F.max_pool2d(x, 3, stride=1, padding=1), x)
     if aug.hflip:
         flip = torch.rand(b, device=dev) < 0.5
         x = torch.where(flip.view(-1, 1, 1, 1), x.flip(3), x)

@@ -29,6 +29,9 @@ class Prepared:
     data_info: dict[str, Any]
     test: Callable[[Any], dict[str, Any]]  # the final model -> its test-set metrics
     channels_last: bool
+    # the final model -> what its use needs measured on held-out data (e.g. a temperature), merged into input_meta
+    # before the test and the finished checkpoint
+    calibrate: Callable[[Any], dict[str, Any]] | None = None
 
 
 @dataclass
@@ -47,6 +50,7 @@ class EvalResult:
     sequences: int = 0
     recorded_wer: float | None = None  # speech: word error rate on strings recorded as spoken, where the test set has them
     recorded: int = 0
+    calibration_error: float | None = None  # images: expected calibration error of the confidences, 15 bins
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -7,6 +7,7 @@ takes the device from its inputs (the model's parameters, the logits), so no cal
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,13 +78,24 @@ def loss_and_accuracy(logits: torch.Tensor, y: torch.Tensor) -> tuple[float, flo
     return F.cross_entropy(logits, y).item(), (logits.argmax(1) == y).float().mean().item()
 
 
-class ImageBatches:
-    """What the training loop draws from. The whole dataset lives on the training device (a few hundred MB at most): batches are gathered there by
-    index, so a step copies nothing from the host."""
+# Outlier exposure: a quarter as many non-digits as digits in each batch, their loss (cross-entropy against the
+# uniform distribution, less its floor log C) at half the weight of the digits' (Hendrycks et al. used 0.5 too).
+OUTLIER_SHARE = 0.25
+OUTLIER_WEIGHT = 0.5
+NOT_A_CLASS = -1  # the target of an outlier in a batch
+KEEP_DIGITS = 0.995  # the share of validation digits the calibrated rejection threshold accepts
 
-    def __init__(self, train_x, train_y, val_x, val_y, norm: Normalization, aug: Augment | None, device: torch.device):
+
+class ImageBatches:
+    """What the training loop draws from. The whole dataset lives on the training device (a few hundred MB at most):
+    batches are gathered there by index, so a step copies nothing from the host. With `outliers` (uint8 images of
+    non-digits), each batch also carries some of them, target NOT_A_CLASS."""
+
+    def __init__(self, train_x, train_y, val_x, val_y, norm: Normalization, aug: Augment | None, device: torch.device,
+                 outliers: torch.Tensor | None = None):
         self.train_x, self.train_y, self.val_x, self.val_y = (t.to(device) for t in (train_x, train_y, val_x, val_y))
         self.norm, self.aug, self.device = norm, aug, device
+        self.outliers = outliers.to(device) if outliers is not None and len(outliers) else None
 
     def steps_per_epoch(self, batch_size: int) -> int:
         return (len(self.train_x) + batch_size - 1) // batch_size
@@ -98,12 +110,22 @@ class ImageBatches:
             if len(idx) < world.size:  # too few left to give every rank one
                 break
             idx = shard(idx, world)
-            yield _to_input(self.train_x[idx], self.norm, self.device, self.aug), self.train_y[idx], len(idx)
+            x, y = self.train_x[idx], self.train_y[idx]
+            if self.outliers is not None:
+                extra = torch.randint(len(self.outliers), (max(1, int(len(idx) * OUTLIER_SHARE)),), generator=order)
+                x = torch.cat([x, self.outliers[extra.to(self.device)]])
+                y = torch.cat([y, torch.full((len(extra),), NOT_A_CLASS, dtype=y.dtype, device=self.device)])
+            yield _to_input(x, self.norm, self.device, self.aug), y, len(idx)
 
     def loss(self, model, inputs, targets, label_smoothing):
         logits = model(inputs)
-        loss = F.cross_entropy(logits, targets, label_smoothing=label_smoothing)
-        return loss, (logits.detach().argmax(1) == targets).sum()
+        if self.outliers is None:
+            loss = F.cross_entropy(logits, targets, label_smoothing=label_smoothing)
+            return loss, (logits.detach().argmax(1) == targets).sum()
+        real = targets != NOT_A_CLASS
+        loss = F.cross_entropy(logits[real], targets[real], label_smoothing=label_smoothing)
+        spread = -F.log_softmax(logits[~real].float(), dim=1).mean(1) - math.log(logits.shape[1])
+        return loss + OUTLIER_WEIGHT * spread.mean(), (logits.detach()[real].argmax(1) == targets[real]).sum()
 
     def validate(self, model) -> tuple[float, float] | None:
         if len(self.val_y) == 0:
@@ -117,18 +139,6 @@ def split_holdout(x: torch.Tensor, y: torch.Tensor, val_split: float, seed: int)
     n_val = int(round(len(x) * val_split))
     val_idx, train_idx = order[:n_val], order[n_val:]
     return x[train_idx], y[train_idx], x[val_idx], y[val_idx]
-
-
-@dataclass
-class Prediction:
-    path: str
-    label: str
-    confidence: float
-    top: list[tuple[str, float]]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"path": self.path, "label": self.label, "confidence": self.confidence,
-                "top": [{"label": label, "confidence": c} for label, c in self.top]}
 
 
 class ImageTask:
@@ -169,30 +179,61 @@ class ImageTask:
         if cfg.limit is not None:
             train_x, train_y = train_x[: cfg.limit], train_y[: cfg.limit]
         norm = Normalization(spec.mean, spec.std)
-        batches = ImageBatches(train_x, train_y, val_x, val_y, norm, spec.augment if cfg.augment else None, device)
+        outliers = None
+        if cfg.outliers and spec.preprocess == "mnist":
+            from digitkit.data.outliers import not_digits
+
+            outliers = not_digits(train_x, max(1000, len(train_x) // 3), seed=cfg.seed)
+            reporter.info(f"{len(outliers):,} made-up non-digits (pen strokes, digit pairs) to learn rejection from")
+        batches = ImageBatches(train_x, train_y, val_x, val_y, norm, spec.augment if cfg.augment else None, device,
+                               outliers)
         tta = tta_views(spec.augment.hflip) if cfg.tta else []
 
+        input_meta = {"kind": self.kind, "channels": spec.channels, "size": spec.size, "mean": list(spec.mean),
+                      "std": list(spec.std), "preprocess": spec.preprocess, "tta": tta, "rejects": outliers is not None}
+
+        def calibrate(model: torch.nn.Module) -> dict[str, Any]:
+            """Temperature scaling on the validation split, so a confidence reads as a probability of being right;
+            for a model trained to reject, the confidence that keeps all but KEEP_DIGITS' complement of the
+            validation digits: `predict`'s default minimum."""
+            from digitkit.metrics import fit_temperature
+
+            if len(val_y) == 0:
+                return {}
+            logits = logits_for(model, val_x, norm, tta=tta)
+            temperature = fit_temperature(logits, val_y)
+            found = {"temperature": temperature}
+            if outliers is not None:
+                confidence = torch.softmax(logits.float() / temperature, dim=1).max(1).values
+                found["min_confidence"] = float(torch.quantile(confidence.cpu(), 1.0 - KEEP_DIGITS))
+            return found
+
         def test(model: torch.nn.Module) -> dict[str, Any]:
-            loss, accuracy = loss_and_accuracy(logits_for(model, splits.test_x, norm, tta=tta), splits.test_y)
-            return {"test_accuracy": accuracy, "test_loss": loss, "test_samples": len(splits.test_y)}
+            from digitkit.metrics import calibration_error
+
+            logits = logits_for(model, splits.test_x, norm, tta=tta)
+            loss, accuracy = loss_and_accuracy(logits, splits.test_y)
+            probs = torch.softmax(logits / input_meta.get("temperature", 1.0), dim=1)
+            return {"test_accuracy": accuracy, "test_loss": loss, "test_samples": len(splits.test_y),
+                    "test_calibration_error": calibration_error(probs, splits.test_y)}
 
         return Prepared(
             batches=batches,
             model_config=model_config(cfg, self.model_base(cfg)),
             dataset=spec.name,
             classes=list(spec.classes),
-            input_meta={"kind": self.kind, "channels": spec.channels, "size": spec.size, "mean": list(spec.mean),
-                        "std": list(spec.std), "preprocess": spec.preprocess, "tta": tta},
+            input_meta=input_meta,
             data_info={"source": splits.source, "note": splits.note, "train": len(train_y), "val": len(val_y)},
             test=test,
             channels_last=True,
+            calibrate=calibrate,
         )
 
     def evaluate(self, ckpt: Any, path: Path, model: torch.nn.Module, folder: Path, batch_size: int,
                  allow_download: bool, reporter: Any, dataset: str | None = None) -> Any:
         from digitkit.data.registry import get_dataset, load
         from digitkit.errors import DataError
-        from digitkit.metrics import confusion_matrix, per_class
+        from digitkit.metrics import calibration_error, confusion_matrix, per_class
         from digitkit.tasks import EvalResult
 
         spec = get_dataset(dataset or ckpt.dataset)
@@ -204,55 +245,19 @@ class ImageTask:
         logits = logits_for(model, splits.test_x, norm, batch_size, ckpt.input.get("tta", [])).cpu()
         loss, acc = loss_and_accuracy(logits, splits.test_y)
         conf = confusion_matrix(splits.test_y, logits.argmax(1), len(ckpt.classes))
+        probs = torch.softmax(logits / float(ckpt.input.get("temperature", 1.0)), dim=1)
         return EvalResult(
             checkpoint=str(path), dataset=spec.name, samples=len(splits.test_y), accuracy=acc, loss=loss,
             classes=list(ckpt.classes), per_class=per_class(conf, list(ckpt.classes)), confusion=conf.tolist(),
-            history=ckpt.history, note=splits.note,
+            history=ckpt.history, note=splits.note, calibration_error=calibration_error(probs, splits.test_y),
         )
 
-    def classify(self, ckpt: Any, paths: Iterable[str | os.PathLike], device: torch.device, top_k: int,
-                 batch_size: int) -> Iterator[Any]:
-        """Image files -> a `Prediction` or a `Failure` each, in input order, in batched forward passes."""
-        import numpy as np
+    def classify(self, ckpt: Any, sources: Iterable[Any], device: torch.device, top_k: int, batch_size: int,
+                 min_confidence: float | None = None, save_input: Any = None) -> Iterator[Any]:
+        """Pictures (paths, PIL images, arrays, tensors) -> a `reader.Prediction` or a `Failure` each, in order."""
+        from digitkit.reader import Reader
 
-        from digitkit.data.preprocess import open_image, to_input
-        from digitkit.errors import Failure, InputError
-
-        net = ckpt.build_model(device).to(memory_format=torch.channels_last)
-        k = min(top_k, len(ckpt.classes))
-        norm = Normalization(tuple(ckpt.input["mean"]), tuple(ckpt.input["std"]))
-        for chunk in _chunks((str(p) for p in paths), batch_size):
-            arrays: list[Any] = []
-            for path in chunk:
-                try:
-                    arrays.append(to_input(open_image(path), ckpt.input, name=path))
-                except InputError as exc:
-                    arrays.append(exc)
-            good = [a for a in arrays if not isinstance(a, Exception)]
-            if good:
-                with torch.inference_mode():
-                    x = normalize(torch.from_numpy(np.stack(good)).to(device), norm.mean, norm.std)
-                    probs = torch.softmax(augmented_logits(net, x, ckpt.input.get("tta", [])), dim=1).cpu()
-            row = 0
-            for path, item in zip(chunk, arrays):
-                if isinstance(item, Exception):
-                    yield Failure(path, str(item))
-                    continue
-                values, indices = probs[row].topk(k)
-                row += 1
-                top = [(ckpt.classes[i], float(v)) for v, i in zip(values.tolist(), indices.tolist())]
-                yield Prediction(path, top[0][0], top[0][1], top)
-
-
-def _chunks(items: Iterable[str], size: int) -> Iterator[list[str]]:
-    chunk: list[str] = []
-    for item in items:
-        chunk.append(item)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
+        return Reader(ckpt, device, min_confidence, top_k, save_input).read(sources, batch_size)
 
 
 IMAGE = ImageTask()

@@ -105,6 +105,8 @@ class TrainingRun:
         history = self.state.history
         best = min(history, key=lambda r: (r["val_loss"] if r["val_loss"] is not None else r["train_loss"]))
         tested = time.perf_counter()
+        if self.prep.calibrate is not None and self.world.is_main:
+            self.prep.input_meta.update(self.prep.calibrate(self.raw_model))
         scores = self.prep.test(self.raw_model) if run_test and self.world.is_main else {}
         metrics = {
             **scores,

@@ -1,0 +1,298 @@
+"""Find the writing on a page: a photo or scan -> an ink map in [0, 1], then the marks on it grouped into characters.
+
+A phone photo of paper is lit unevenly, shadowed, tinted, noisy and compressed; a threshold against the border's
+colour keeps the dark side of the page as ink. So the paper is estimated locally: a grey-level closing (max then
+min filter) wider than any stroke removes the writing and keeps the light, shadows included, and each pixel's ink is
+how much darker it is than the paper behind it, as a ratio (light falls off multiplicatively), in its darkest
+colour channel (blue or red pen on white paper is dark in the other channels). The noise floor comes from the
+paper's own spread. Marks are connected components of that map; pieces stacked above one another are one character
+(a 5 with its flag apart, a 4 in two strokes); specks, smudges and lines far smaller than the writing are dropped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+WORK_SIDE = 512  # pages are read at most this many pixels on their longer side: a digit keeps far more than 20 px
+_BACKGROUND_SIDE = 64  # the paper estimate is smooth: computed small, scaled up
+_LEAST_INK = 0.25  # writing is at least this much darker than its paper (a soft pencil is about 0.5)
+_PAPER_KERNEL = 0.2  # closing width, as a fraction of the page's longer side: wider than a stroke of a digit filling it
+
+
+@dataclass
+class Mark:
+    """One character's ink: its box on the working page (x0, y0, x1, y1, exclusive ends) and its pixels there."""
+
+    box: tuple[int, int, int, int]
+    mask: np.ndarray  # bool, the page's shape: which pixels belong to this character
+
+    @property
+    def width(self) -> int:
+        return self.box[2] - self.box[0]
+
+    @property
+    def height(self) -> int:
+        return self.box[3] - self.box[1]
+
+
+@dataclass
+class Page:
+    ink: np.ndarray  # float32 [H, W] in [0, 1]: 1 is full-strength ink
+    marks: list[Mark]  # left to right
+    scale: float  # working page pixels per original pixel
+
+    def box_in_original(self, box: tuple[int, int, int, int]) -> list[int]:
+        return [int(round(v / self.scale)) for v in box]
+
+
+def read_page(img, light_paper: bool | None = None) -> Page:
+    """A PIL image -> its ink map and the characters on it. `light_paper` None: decided from the border (dark ink on
+    light paper, or light ink on a dark ground as MNIST itself is)."""
+    from PIL import Image, ImageFilter
+
+    rgb = img.convert("RGB")
+    scale = min(1.0, WORK_SIDE / max(rgb.size))
+    if scale < 1.0:
+        rgb = rgb.resize((max(1, round(rgb.width * scale)), max(1, round(rgb.height * scale))), Image.Resampling.BOX)
+    if min(rgb.size) >= 24:  # a little smoothing takes the sensor noise out of the darkest channel
+        rgb = rgb.filter(ImageFilter.GaussianBlur(0.7))
+    page = np.asarray(rgb, dtype=np.float32) / 255.0
+    if light_paper is None:
+        light_paper = _border_is_light(page)
+    if not light_paper:
+        page = 1.0 - page
+    ink = _ink(page)
+    marks = find_marks(ink)
+    if marks and _fill_thin_gaps(ink, max(m.height for m in marks), 0.1):
+        _fill_thin_gaps(ink, max(m.height for m in marks), 0.16, 0.0)  # outlines found: close the wider ones too
+        marks = find_marks(ink)
+    return Page(ink=ink, marks=marks, scale=scale)
+
+
+def _fill_thin_gaps(ink: np.ndarray, height: int, width: float, least: float = 0.4, threshold: float = 0.35) -> bool:
+    """Outline ("hollow") lettering and sketchy double-traced strokes: paper narrower than a tenth of the writing's
+    height between two lines of ink (a closing of the ink's mask) is the inside of a stroke and becomes ink, in
+    place. Gaps that narrow in a plain digit are under two pixels of the model's 20-pixel box and would be blurred
+    away anyway; and only where the insides so found are a large part of the writing. -> whether anything changed."""
+    k = max(3, int(width * height) | 1)
+    closed = ~_mask_max_filter(~_mask_max_filter(ink > threshold, k), k)
+    filled = closed & (ink <= threshold)
+    # in outline lettering the insides of the strokes are about as large as the lines around them; in a plain digit
+    # the closing only pinches the narrow mouths of a 4, 5 or 3, which must stay open
+    if not filled.any() or filled.sum() < least * (ink > threshold).sum():
+        return False
+    ink[filled] = 1.0
+    return True
+
+
+def _border_is_light(page: np.ndarray) -> bool:
+    gray = page.mean(axis=2)
+    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
+    return float(np.median(border)) > 0.5
+
+
+def _ink(page: np.ndarray) -> np.ndarray:
+    """Darkness relative to the local paper, in the darkest channel, with the paper's noise floor taken off and the
+    writing's own strength scaled to 1."""
+    paper = _paper(page)
+    darkness = (1.0 - page / np.maximum(paper, 1e-3)).max(axis=2)
+    darkness = np.clip(darkness, 0.0, 1.0)
+    floor = float(np.median(darkness))
+    spread = 1.4826 * float(np.median(np.abs(darkness - floor)))
+    low = floor + max(5.0 * spread, 0.08)
+    above = darkness[darkness > low]
+    if above.size == 0 or float(above.max()) < _LEAST_INK:  # blank paper: its noise is not to be scaled up to ink
+        return np.zeros(darkness.shape, np.float32)
+    high = max(float(np.percentile(above, 98)), low + 0.1)
+    return np.clip((darkness - low) / (high - low), 0.0, 1.0).astype(np.float32)
+
+
+def _paper(page: np.ndarray) -> np.ndarray:
+    """Per-channel paper brightness under the writing: a closing on a small copy, blurred, scaled back up."""
+    import torch
+    import torch.nn.functional as F
+
+    h, w, _ = page.shape
+    x = torch.from_numpy(page).permute(2, 0, 1)[None]
+    small_scale = min(1.0, _BACKGROUND_SIDE / max(h, w))
+    small = F.interpolate(x, scale_factor=small_scale, mode="area", recompute_scale_factor=False) if small_scale < 1 else x
+    k = max(3, int(_PAPER_KERNEL * max(small.shape[2:])) | 1)
+    lifted = _max_filter(small, k)  # dilation: the ink disappears
+    closed = -_max_filter(-lifted, k)  # erosion: the paper's edges and shadows come back where they were
+    closed = torch.maximum(closed, small)  # paper is never darker than the pixel on it
+    smooth = F.avg_pool2d(F.pad(closed, (1,) * 4, mode="replicate"), 3, stride=1)
+    full = F.interpolate(smooth, size=(h, w), mode="bilinear", align_corners=False)
+    return torch.maximum(full, x)[0].permute(1, 2, 0).numpy()
+
+
+def _max_filter(x, k: int):
+    """A k x k maximum filter over a [N, C, H, W] tensor, edges repeated, as two 1-d passes (a square's max is the max
+    of its rows' maxima): O(k), not O(k^2)."""
+    import torch.nn.functional as F
+
+    pad = k // 2
+    x = F.max_pool2d(F.pad(x, (pad, pad, 0, 0), mode="replicate"), (1, k), stride=1)
+    return F.max_pool2d(F.pad(x, (0, 0, pad, pad), mode="replicate"), (k, 1), stride=1)
+
+
+def _mask_max_filter(mask: np.ndarray, k: int) -> np.ndarray:
+    import torch
+
+    return _max_filter(torch.from_numpy(mask.astype(np.float32))[None, None], k)[0, 0].numpy() > 0.5
+
+
+def grow(mask: np.ndarray, radius: int) -> np.ndarray:
+    """A boolean mask dilated by `radius` pixels (a square neighbourhood)."""
+    return _mask_max_filter(mask, 2 * radius + 1)
+
+
+def components(mask: np.ndarray, diagonal: bool = True) -> tuple[np.ndarray, int]:
+    """8-connected (`diagonal`) or 4-connected components of a boolean image -> (labels from 1, 0 for background;
+    count). Runs of each row are joined to the overlapping runs of the row above through a union-find: a few thousand
+    runs on a page of writing. Ink is 8-connected; the paper around it must then be 4-connected, or it would leak
+    through every diagonal join of a stroke."""
+    reach = 0 if diagonal else 1
+    h, w = mask.shape
+    padded = np.zeros((h, w + 2), dtype=np.int8)
+    padded[:, 1:-1] = mask
+    edges = np.diff(padded, axis=1)
+    rows_s, starts = np.nonzero(edges == 1)
+    rows_e, ends = np.nonzero(edges == -1)  # exclusive
+    n = len(starts)
+    parent = list(range(n))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    row_first = np.searchsorted(rows_s, np.arange(h + 1))
+    for r in range(1, h):
+        a0, a1 = row_first[r - 1], row_first[r]
+        b0, b1 = row_first[r], row_first[r + 1]
+        i, j = a0, b0
+        while i < a1 and j < b1:
+            if starts[i] + reach <= ends[j] and starts[j] + reach <= ends[i]:  # the runs touch
+                ri, rj = find(i), find(j)
+                if ri != rj:
+                    parent[max(ri, rj)] = min(ri, rj)
+            if ends[i] < ends[j]:
+                i += 1
+            else:
+                j += 1
+    roots = np.array([find(i) for i in range(n)], dtype=np.int64)
+    _, label_of_run = np.unique(roots, return_inverse=True)
+    labels = np.zeros((h, w), dtype=np.int32)
+    for k in range(n):
+        labels[rows_s[k], starts[k] : ends[k]] = label_of_run[k] + 1
+    return labels, int(label_of_run.max() + 1) if n else 0
+
+
+def find_marks(ink: np.ndarray, threshold: float = 0.35) -> list[Mark]:
+    """The characters on an ink map, left to right (see the module's docstring for the rules)."""
+    labels, count = components(ink > threshold)
+    if count == 0:
+        return []
+    index = np.arange(1, count + 1)
+    ys, xs = np.nonzero(labels)
+    lab = labels[ys, xs]
+    x0 = np.full(count + 1, 1 << 30)
+    y0 = np.full(count + 1, 1 << 30)
+    x1 = np.zeros(count + 1, dtype=np.int64)
+    y1 = np.zeros(count + 1, dtype=np.int64)
+    np.minimum.at(x0, lab, xs)
+    np.minimum.at(y0, lab, ys)
+    np.maximum.at(x1, lab, xs + 1)
+    np.maximum.at(y1, lab, ys + 1)
+    mass = np.bincount(lab, weights=ink[ys, xs], minlength=count + 1)
+    boxes = {int(i): [int(x0[i]), int(y0[i]), int(x1[i]), int(y1[i])] for i in index}
+    biggest = max(index, key=lambda i: mass[i])
+    size = max(boxes[biggest][2] - boxes[biggest][0], boxes[biggest][3] - boxes[biggest][1])
+    # specks: noise, dust, JPEG blocks, far smaller than the strongest mark
+    kept = [int(i) for i in index if max(boxes[i][2] - boxes[i][0], boxes[i][3] - boxes[i][1]) >= 0.12 * size
+            and mass[i] >= 0.01 * mass[biggest]]
+    h, w = ink.shape
+    inside = [i for i in kept if not _touches_edge(boxes[i], w, h)]
+    if inside:  # the page's edge, the table, a finger: marks cut by the frame go when whole ones are present
+        kept = inside
+    groups = _stack(kept, boxes)
+    tallest = max(b[3] - b[1] for _, b in groups)
+    big = [g for g in groups if g[1][3] - g[1][1] >= 0.35 * tallest]
+    for members, box in groups:  # a 5's flag or a 7's bar drawn apart joins the character it nearly touches
+        if box[3] - box[1] >= 0.35 * tallest:
+            continue
+        near = [g for g in big if _gap(box, g[1]) < 0.15 * tallest and box[1] < g[1][3] and box[3] > g[1][1]]
+        if near:  # else: a dash, an underline or a dot beside the writing, dropped
+            host = min(near, key=lambda g: _gap(box, g[1]))
+            host[0].extend(members)
+            host[1][:] = [min(host[1][0], box[0]), min(host[1][1], box[1]), max(host[1][2], box[2]), max(host[1][3], box[3])]
+    return [Mark(box=tuple(box), mask=np.isin(labels, members)) for members, box in sorted(big, key=lambda g: g[1][0])]
+
+
+def _gap(a: list[int], b: list[int]) -> float:
+    """The distance between two boxes (0 when they overlap)."""
+    dx = max(0, max(a[0], b[0]) - min(a[2], b[2]))
+    dy = max(0, max(a[1], b[1]) - min(a[3], b[3]))
+    return float(np.hypot(dx, dy))
+
+
+def _touches_edge(box: list[int], w: int, h: int) -> bool:
+    return box[0] == 0 or box[1] == 0 or box[2] == w or box[3] == h
+
+
+def _stack(ids: list[int], boxes: dict[int, list[int]]) -> list[tuple[list[int], list[int]]]:
+    """Join marks that overlap horizontally by half the narrower one's width: pieces of one character."""
+    groups = [([i], list(boxes[i])) for i in ids]
+    merged = True
+    while merged:
+        merged = False
+        for a in range(len(groups)):
+            for b in range(a + 1, len(groups)):
+                ba, bb = groups[a][1], groups[b][1]
+                overlap = min(ba[2], bb[2]) - max(ba[0], bb[0])
+                if overlap >= 0.5 * min(ba[2] - ba[0], bb[2] - bb[0]):
+                    box = [min(ba[0], bb[0]), min(ba[1], bb[1]), max(ba[2], bb[2]), max(ba[3], bb[3])]
+                    groups[a] = (groups[a][0] + groups[b][0], box)
+                    del groups[b]
+                    merged = True
+                    break
+            if merged:
+                break
+    return groups
+
+
+def join(marks: list[Mark]) -> Mark:
+    """Several marks as one character."""
+    boxes = np.array([m.box for m in marks])
+    box = (int(boxes[:, 0].min()), int(boxes[:, 1].min()), int(boxes[:, 2].max()), int(boxes[:, 3].max()))
+    return Mark(box=box, mask=np.logical_or.reduce([m.mask for m in marks]))
+
+
+def cut_candidates(ink: np.ndarray, mark: Mark, most: int = 10) -> list[int]:
+    """Columns where a wide mark (touching characters) may be cut, left to right, its own edges included: the
+    lowest points of its ink's vertical projection, at least a sixth of its height apart."""
+    x0, y0, x1, y1 = mark.box
+    profile = (ink[y0:y1, x0:x1] * mark.mask[y0:y1, x0:x1]).sum(axis=0)
+    if len(profile) >= 5:  # a little smoothing: one stray pixel is no valley
+        profile = np.convolve(profile, np.ones(3) / 3, mode="same")
+    spacing = max(2, mark.height // 6)
+    chosen: list[int] = []
+    for col in np.argsort(profile, kind="stable"):
+        if spacing <= col <= len(profile) - spacing and all(abs(col - c) >= spacing for c in chosen):
+            chosen.append(int(col))
+            if len(chosen) == most:
+                break
+    return [x0, *sorted(x0 + c for c in chosen), x1]
+
+
+def between(mark: Mark, a: int, b: int) -> Mark | None:
+    """The part of a mark between columns a and b, boxed to its own ink; None if it holds none."""
+    mask = np.zeros_like(mark.mask)
+    mask[:, a:b] = mark.mask[:, a:b]
+    ys, xs = np.nonzero(mask[:, a:b])
+    if len(ys) == 0:
+        return None
+    return Mark(box=(a + int(xs.min()), int(ys.min()), a + int(xs.max()) + 1, int(ys.max()) + 1), mask=mask)

@@ -1,0 +1,347 @@
+"""Pictures -> what is written on them: one digit, a whole number, or "not recognised".
+
+For a digit model (MNIST-style preprocessing) a picture is read as a page (`data.ink`): the marks on it, left to
+right, each a character. One mark is a single digit; several are a number. A mark wider than a digit usually is,
+and not read with confidence (touching digits, "71" in one stroke), is also read in pieces between candidate cuts
+(the valleys of its ink's projection), and the cheapest path through them wins: recognition-driven segmentation,
+each piece costing a factor so a confident 0 stays whole rather than becoming two confident 1s. A character whose probability (temperature-calibrated where the checkpoint
+holds a temperature) is below the minimum confidence is not recognised, and neither is the picture then. A model
+trained with made-up non-digits (`train --outliers`, the default for mnist) holds its own minimum, measured on its
+validation digits; other models reject nothing unless asked.
+
+Other image models (clothing, small photos) see the whole picture, fitted as their training images were.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import numpy as np
+import torch
+
+NOT_RECOGNISED = "?"
+_WIDE = 0.7  # a mark at least this wide for its height may be several touching digits
+_SURE = 0.95  # a mark read whole at this confidence is not cut
+_PER_PIECE = 0.8  # the price of each character in a reading of a wide mark or of marks that may be one
+_JOIN_WIDTH = 1.0  # marks side by side may be one character if together no wider than they are tall
+_JOIN_GAP = 0.25  # and no further apart than this, for their height
+
+
+@dataclass
+class Character:
+    label: str | None
+    confidence: float
+    box: list[int]  # x0, y0, x1, y1 in the picture's pixels
+    top: list[tuple[str, float]]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"label": self.label, "confidence": self.confidence, "box": self.box,
+                "top": [{"label": label, "confidence": c} for label, c in self.top]}
+
+
+@dataclass
+class Prediction:
+    """One picture's reading. `label` is a class name, a number's digits, or None when it was not recognised
+    (`reason` says why); `confidence` is that of the least sure character; `top` the single character's most likely
+    labels (a number: its reading)."""
+
+    path: str
+    label: str | None
+    confidence: float
+    top: list[tuple[str, float]]
+    characters: list[Character] = field(default_factory=list)
+    reason: str = ""
+
+    @property
+    def warning(self) -> str:
+        return self.reason if self.label is None else ""
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {"path": self.path, "label": self.label, "confidence": self.confidence,
+               "top": [{"label": label, "confidence": c} for label, c in self.top],
+               "characters": [c.to_dict() for c in self.characters]}
+        if self.reason:
+            out["reason"] = self.reason
+        return out
+
+
+Source = Any  # a path, a PIL image, a numpy array or a torch tensor
+
+
+def source_name(source: Source, index: int) -> str:
+    if isinstance(source, (str, os.PathLike)):
+        return str(source)
+    return f"<{type(source).__name__} {index}>"
+
+
+def to_image(source: Source, name: str):
+    """What Python users hold -> a PIL image: a path (decoded with every check), a PIL image, a numpy array or a
+    torch tensor ([H, W], [H, W, C] or [C, H, W]; uint8, or floats in [0, 1])."""
+    from PIL import Image
+
+    from digitkit.data.preprocess import from_pil, open_image
+    from digitkit.errors import InputError
+
+    if isinstance(source, (str, os.PathLike)):
+        return open_image(source)
+    if isinstance(source, Image.Image):
+        return from_pil(source)
+    if isinstance(source, torch.Tensor):
+        source = source.detach().cpu()
+        if source.ndim == 3 and source.shape[0] in (1, 3, 4) and source.shape[-1] not in (1, 3, 4):
+            source = source.permute(1, 2, 0)
+        source = source.numpy()
+    if isinstance(source, np.ndarray):
+        a = source
+        if a.ndim == 3 and a.shape[-1] == 1:
+            a = a[..., 0]
+        if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[-1] not in (3, 4)) or min(a.shape[:2]) < 1:
+            raise InputError(f"{name}: an image array must be [H, W], [H, W, 3|4] or [3|4, H, W], not {list(source.shape)}")
+        if a.dtype != np.uint8:
+            a = a.astype(np.float64)
+            if not np.isfinite(a).all():
+                raise InputError(f"{name}: the image array holds NaN or infinite values")
+            a = a * 255.0 if a.max(initial=0.0) <= 1.0 else a
+            a = np.clip(a, 0, 255).astype(np.uint8)
+        return from_pil(Image.fromarray(np.ascontiguousarray(a)))
+    raise InputError(f"{name}: not an image (a path, PIL image, numpy array or tensor was expected, not "
+                     f"{type(source).__name__})")
+
+
+class Reader:
+    """A loaded image checkpoint that reads pictures; one per process, any number of pictures."""
+
+    def __init__(self, ckpt: Any, device: torch.device, min_confidence: float | None = None, top_k: int = 1,
+                 save_input: str | os.PathLike | None = None):
+        from digitkit.tasks.image import Normalization
+
+        self.ckpt, self.device = ckpt, device
+        self.net = ckpt.build_model(device).to(memory_format=torch.channels_last)
+        self.norm = Normalization(tuple(ckpt.input["mean"]), tuple(ckpt.input["std"]))
+        self.temperature = float(ckpt.input.get("temperature", 1.0))
+        self.pages = ckpt.input.get("preprocess", "mnist") == "mnist"
+        if min_confidence is None:  # measured on the validation digits at training time (tasks.image.calibrate)
+            min_confidence = float(ckpt.input.get("min_confidence", 0.0))
+        self.min_confidence = min_confidence
+        self.top_k = min(top_k, len(ckpt.classes))
+        self.save_input = Path(save_input) if save_input is not None else None
+        self._saved: set[str] = set()
+        if self.save_input is not None:
+            from digitkit.errors import DigitkitError
+
+            try:
+                self.save_input.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise DigitkitError(f"--save-input {self.save_input}: cannot create it ({exc.strerror or exc})") from None
+            if not os.access(self.save_input, os.W_OK):
+                raise DigitkitError(f"--save-input {self.save_input}: not writable")
+
+    def probabilities(self, arrays: list[np.ndarray]) -> torch.Tensor:
+        """uint8 [C, H, W] inputs -> calibrated class probabilities [N, classes] on the CPU."""
+        from digitkit.data.transforms import normalize
+        from digitkit.tasks.image import augmented_logits
+
+        if not arrays:
+            return torch.empty(0, len(self.ckpt.classes))
+        with torch.inference_mode():
+            x = normalize(torch.from_numpy(np.stack(arrays)).to(self.device), self.norm.mean, self.norm.std)
+            logits = augmented_logits(self.net, x, self.ckpt.input.get("tta", []))
+            return torch.softmax(logits / self.temperature, dim=1).cpu()
+
+    def read(self, sources: Iterable[Source], batch_size: int = 256) -> Iterator[Any]:
+        """Pictures -> a `Prediction` or a `Failure` each, in order, in batched forward passes."""
+        from digitkit.errors import Failure, InputError
+
+        index = 0
+        for chunk in _chunks(sources, batch_size):
+            plans: list[Any] = []
+            for source in chunk:
+                name = source_name(source, index)
+                index += 1
+                try:
+                    plans.append(self._plan(name, to_image(source, name)))
+                except InputError as exc:
+                    plans.append(Failure(name, str(exc)))
+            readings = [p for p in plans if isinstance(p, _Plan)]
+            self._score(readings)
+            for plan in plans:
+                yield plan if isinstance(plan, Failure) else self._result(plan)
+
+    # --- one picture ---------------------------------------------------------------------------------------------
+
+    def _plan(self, name: str, img) -> "_Plan":
+        from digitkit.data.preprocess import to_input
+
+        if not self.pages:
+            return _Plan(name, None, [_Mark(_Piece(to_input(img, self.ckpt.input, name=name), [0, 0, *img.size]))])
+        from digitkit.data.ink import join, read_page
+
+        page = read_page(img)
+        plan = _Plan(name, page, [_Mark(self._piece(page, m)) for m in page.marks])
+        for i in range(len(page.marks)):  # pieces of one character drawn apart (a 4 in two strokes): read together
+            for j in range(i + 2, min(i + 3, len(page.marks)) + 1):
+                group = page.marks[i:j]
+                joined = join(group)
+                tall = max(m.height for m in group)
+                gaps = [b.box[0] - a.box[2] for a, b in zip(group, group[1:])]
+                if joined.width <= _JOIN_WIDTH * tall and max(gaps) <= _JOIN_GAP * tall:
+                    plan.joined[(i, j)] = self._piece(page, joined)
+        return plan
+
+    def _piece(self, page, mark) -> "_Piece":
+        from digitkit.data.preprocess import character
+
+        size = int(self.ckpt.input["size"])
+        return _Piece(character(page, mark, size, round(size * 20 / 28)), page.box_in_original(mark.box), mark)
+
+    def _score(self, plans: list["_Plan"]) -> None:
+        """Probabilities for every mark of every plan; then, for wide marks not read with confidence, for each
+        piece between two candidate cuts."""
+        from digitkit.data.ink import between, cut_candidates
+
+        self._assign([mark.whole for plan in plans for mark in plan.marks] +
+                     [piece for plan in plans for piece in plan.joined.values()])
+        pieces = []
+        for plan in plans:
+            for mark in plan.marks:
+                m = mark.whole.mark
+                if m is None or m.width < _WIDE * m.height or mark.whole.confidence >= _SURE:
+                    continue
+                mark.cuts = cut_candidates(plan.page.ink, m)
+                for i in range(len(mark.cuts)):
+                    for j in range(i + 1, len(mark.cuts)):
+                        width = mark.cuts[j] - mark.cuts[i]
+                        if (i, j) == (0, len(mark.cuts) - 1) or not 0.12 * m.height <= width <= 1.2 * m.height:
+                            continue
+                        part = between(m, mark.cuts[i], mark.cuts[j])
+                        if part is not None and part.height >= 0.5 * m.height:
+                            mark.parts[(i, j)] = self._piece(plan.page, part)
+                pieces += mark.parts.values()
+        self._assign(pieces)
+
+    def _assign(self, pieces: list["_Piece"]) -> None:
+        probs = self.probabilities([p.array for p in pieces])
+        for piece, row in zip(pieces, probs):
+            piece.probs = row
+
+    def _result(self, plan: "_Plan") -> Prediction:
+        classes = self.ckpt.classes
+        if not plan.marks:
+            return Prediction(plan.name, None, 0.0, [], [], reason="blank: no writing found")
+        chosen = plan.reading()
+        characters = []
+        for piece in chosen:
+            values, indices = piece.probs.topk(self.top_k)
+            top = [(classes[i], float(v)) for v, i in zip(values.tolist(), indices.tolist())]
+            label = top[0][0] if top[0][1] >= self.min_confidence else None
+            characters.append(Character(label, top[0][1], piece.box, top))
+            self._save(plan.name, piece.array, len(chosen), len(characters))
+        confidence = min(c.confidence for c in characters)
+        if any(c.label is None for c in characters):
+            return Prediction(plan.name, None, confidence, characters[0].top if len(characters) == 1 else [],
+                              characters, reason=f"not recognised: confidence below {self.min_confidence:g}")
+        if len(characters) == 1:
+            return Prediction(plan.name, characters[0].label, confidence, characters[0].top, characters)
+        label = "".join(c.label for c in characters)
+        return Prediction(plan.name, label, confidence, [(label, confidence)], characters)
+
+    def _save(self, name: str, array: np.ndarray, count: int, number: int) -> None:
+        """--save-input: the model's input as a PNG named after the picture (NAME.png, or NAME-K.png for the K-th
+        character of a number), never overwriting one written earlier in this run."""
+        if self.save_input is None:
+            return
+        from PIL import Image
+
+        from digitkit.errors import DigitkitError
+
+        stem = Path(name).stem if not name.startswith("<") else name.strip("<>").replace(" ", "-")
+        base = f"{stem}-{number}" if count > 1 else stem
+        candidate, k = base, 1
+        while candidate in self._saved:
+            k += 1
+            candidate = f"{base}.{k}"
+        self._saved.add(candidate)
+        pixels = array.transpose(1, 2, 0) if array.shape[0] == 3 else array[0]
+        try:
+            Image.fromarray(pixels).save(self.save_input / f"{candidate}.png")
+        except OSError as exc:  # the disk filled up, the folder went away: every later picture would fail too
+            raise DigitkitError(f"--save-input {self.save_input}: cannot write ({exc.strerror or exc})") from None
+
+
+@dataclass
+class _Piece:
+    array: np.ndarray
+    box: list[int]
+    mark: Any = None
+    probs: Any = None
+
+    @property
+    def confidence(self) -> float:
+        return float(self.probs.max())
+
+
+@dataclass
+class _Mark:
+    """One mark of a page: read whole, and for a wide doubtful one, every piece between two candidate cuts."""
+
+    whole: _Piece
+    cuts: list[int] = field(default_factory=list)
+    parts: dict[tuple[int, int], _Piece] = field(default_factory=dict)
+
+    def reading(self) -> tuple[float, list[_Piece]]:
+        """(score, pieces left to right): the pieces whose confidences multiply to the most, each costing a factor
+        _PER_PIECE so a confident whole character is not cut into confident strokes (a 0 into two 1s)."""
+        if not self.parts:
+            return _price(self.whole), [self.whole]
+        last = len(self.cuts) - 1
+        best: dict[int, tuple[float, list[_Piece]]] = {0: (0.0, [])}
+        for j in range(1, last + 1):
+            options = []
+            for i in range(j):
+                piece = self.whole if (i, j) == (0, last) else self.parts.get((i, j))
+                if piece is None or i not in best:
+                    continue
+                options.append((best[i][0] + _price(piece), best[i][1] + [piece]))
+            if options:
+                best[j] = max(options, key=lambda o: o[0])
+        return best[last] if last in best else (_price(self.whole), [self.whole])
+
+
+def _price(piece: _Piece) -> float:
+    return math.log(max(piece.confidence, 1e-9) * _PER_PIECE)
+
+
+@dataclass
+class _Plan:
+    name: str
+    page: Any
+    marks: list[_Mark]
+    joined: dict[tuple[int, int], _Piece] = field(default_factory=dict)  # marks i..j-1 read as one character
+
+    def reading(self) -> list[_Piece]:
+        """The page's characters: each mark as it reads best, or runs of marks joined, whichever scores more."""
+        best: dict[int, tuple[float, list[_Piece]]] = {0: (0.0, [])}
+        for j in range(1, len(self.marks) + 1):
+            score, pieces = self.marks[j - 1].reading()
+            options = [(best[j - 1][0] + score, best[j - 1][1] + pieces)]
+            for i in range(max(0, j - 3), j - 1):
+                piece = self.joined.get((i, j))
+                if piece is not None:
+                    options.append((best[i][0] + _price(piece), best[i][1] + [piece]))
+            best[j] = max(options, key=lambda o: o[0])
+        return best[len(self.marks)][1]
+
+
+def _chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    chunk: list[Any] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
