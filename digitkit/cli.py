@@ -252,6 +252,8 @@ def _print_trained(result: Any, as_json: bool) -> None:
             f"test accuracy {m['test_accuracy']:.4f} (loss {m['test_loss']:.4f}) after {m['epochs_run']} epochs, "
             f"{m['train_seconds']:.0f} s of training\n"
         )
+        if "test_calibration_error" in m:
+            sys.stderr.write(f"calibration error of the test confidences {m['test_calibration_error']:.2%}\n")
         if "test_sequence_wer" in m:
             recorded = (f"; recorded strings of held-out speakers: WER {m['test_recorded_wer']:.2%} "
                         f"({m['test_recorded']})") if "test_recorded_wer" in m else ""

@@ -64,6 +64,10 @@ CUDA_TRAIN: dict[tuple[str, str], dict[str, Any]] = {
 # larger batches (1.3x the sequences per second on 2 CPU cores) and more epochs.
 DATASET_TRAIN: dict[tuple[str, str], dict[str, Any]] = {
     ("default", "digits"): {"batch_size": 32, "lr": 4e-3, "epochs": 70},
+    # MNIST with made-up non-digits in every batch (--outliers): the plateau recipe ended at 99.40 %; one-cycle AdamW
+    # with label smoothing reached 99.45 % in 12 epochs and 99.51 % in 16
+    ("default", "mnist"): {"epochs": 16, "batch_size": 128, "lr": 3e-3, "schedule": "onecycle", "patience": 0,
+                           "label_smoothing": 0.1, "optimizer": "adamw", "weight_decay": 0.05},
 }
 
 

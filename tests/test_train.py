@@ -26,7 +26,7 @@ def _weights(path):
 
 @pytest.mark.slow
 def test_resume_is_exactly_the_uninterrupted_run(tmp_path, data_dir):
-    common = dict(data_dir=data_dir, limit=2000, seed=3, patience=0)
+    common = dict(data_dir=data_dir, limit=2000, seed=3, patience=0, schedule="plateau")  # onecycle cannot add epochs
     straight = api.train("mnist", out=tmp_path / "straight.safetensors", epochs=3, **common)
     api.train("mnist", out=tmp_path / "split.safetensors", epochs=2, **common)
     resumed = api.train(resume=tmp_path / "split.safetensors", epochs=3, data_dir=data_dir)
@@ -70,7 +70,7 @@ def test_ctrl_c_before_first_epoch_says_nothing_saved(tmp_path, data_dir):
 
 def test_resume_refuses_changed_architecture(small_mnist, data_dir):
     with pytest.raises(DigitkitError, match="cannot change batch_size"):
-        api.train(resume=small_mnist.checkpoint, data_dir=data_dir, batch_size=128)
+        api.train(resume=small_mnist.checkpoint, data_dir=data_dir, batch_size=32)
 
 
 def test_resume_refuses_another_dataset(small_mnist, data_dir):
@@ -108,7 +108,7 @@ def test_early_stopping_restores_best_weights(tmp_path, data_dir):
 
     # an LR far too high makes val loss bounce, so the best epoch is rarely the last one
     result = api.train("mnist", out=tmp_path / "es.safetensors", data_dir=data_dir, limit=2000, epochs=8, lr=0.02,
-                       patience=2, lr_patience=10, augment=False, seed=0)
+                       patience=2, lr_patience=10, augment=False, seed=0, schedule="plateau", optimizer="adam")
     losses = [r["val_loss"] for r in result.history]
     best_epoch = losses.index(min(losses)) + 1
     assert result.metrics["best_epoch"] == best_epoch
@@ -124,7 +124,8 @@ def test_early_stopping_restores_best_weights(tmp_path, data_dir):
 
 def test_cli_json_and_plain_epoch_lines(tmp_path):
     out = tmp_path / "cli.safetensors"
-    proc = run_cli("train", "mnist", "--limit", "600", "--epochs", "2", "--out", str(out), "--json")
+    proc = run_cli("train", "mnist", "--limit", "600", "--epochs", "2", "--schedule", "plateau", "--out", str(out),
+                   "--json")
     assert proc.returncode == 0, proc.stderr
     data = json.loads(proc.stdout)
     assert data["checkpoint"] == str(out) and data["epochs_run"] == 2

@@ -66,7 +66,7 @@ def test_study_finishes_prunes_and_writes_a_config_train_accepts(tmp_path):
     assert best["value"] == max(t["value"] for t in result["trials"][:3])
     config = tomllib.loads((out / "best.toml").read_text())
     assert config["model_options"]["filters"] == [8, 16] and config["lr"] == pytest.approx(best["params"]["lr"], rel=1e-12)
-    assert "limit" not in config and config["epochs"] == 50  # the full run's budget, not the trials'
+    assert "limit" not in config and config["epochs"] == 16  # the full run's budget (mnist's default), not the trials'
     assert (tmp_path / "plots" / "optimization-history.png").stat().st_size > 1000
     again = run_cli("train", "--config", str(out / "best.toml"), "--print-config")
     assert again.returncode == 0 and tomllib.loads(again.stdout) == config
@@ -156,5 +156,5 @@ def test_a_new_study_starts_from_the_default_config(tmp_path):
     assert proc.returncode == 0, proc.stderr
     (trial,) = json.loads(proc.stdout)["trials"]
     assert trial["params"] == {"filters_1": 32, "filters_2": 64, "filters_3": 128, "convs_per_block": 1, "dense": 128,
-                               "dropout_conv": 0.25, "dropout_dense": 0.5, "lr": 0.001, "optimizer": "adam",
-                               "batch_size": 64}
+                               "dropout_conv": 0.25, "dropout_dense": 0.5, "lr": 0.003, "optimizer": "adamw",
+                               "batch_size": 128}

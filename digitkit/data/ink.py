@@ -19,6 +19,7 @@ WORK_SIDE = 512  # pages are read at most this many pixels on their longer side:
 _BACKGROUND_SIDE = 64  # the paper estimate is smooth: computed small, scaled up
 _LEAST_INK = 0.25  # writing is at least this much darker than its paper (a soft pencil is about 0.5)
 _PAPER_KERNEL = 0.2  # closing width, as a fraction of the page's longer side: wider than a stroke of a digit filling it
+_THIN_CUT = 0.75  # a cut between touching characters crosses at most this share of a typical column's ink
 
 
 @dataclass
@@ -273,14 +274,18 @@ def join(marks: list[Mark]) -> Mark:
 
 def cut_candidates(ink: np.ndarray, mark: Mark, most: int = 10) -> list[int]:
     """Columns where a wide mark (touching characters) may be cut, left to right, its own edges included: the
-    lowest points of its ink's vertical projection, at least a sixth of its height apart."""
+    lowest points of its ink's vertical projection, at least a sixth of its height apart, where it holds at most
+    three quarters of the ink of a typical column."""
     x0, y0, x1, y1 = mark.box
     profile = (ink[y0:y1, x0:x1] * mark.mask[y0:y1, x0:x1]).sum(axis=0)
     if len(profile) >= 5:  # a little smoothing: one stray pixel is no valley
         profile = np.convolve(profile, np.ones(3) / 3, mode="same")
     spacing = max(2, mark.height // 6)
-    chosen: list[int] = []
+    thin = _THIN_CUT * float(np.median(profile))  # touching characters meet at a point; a cut through full strokes
+    chosen: list[int] = []                          # (an A's side, an m's stem) splits one character
     for col in np.argsort(profile, kind="stable"):
+        if profile[col] > thin:
+            break
         if spacing <= col <= len(profile) - spacing and all(abs(col - c) >= spacing for c in chosen):
             chosen.append(int(col))
             if len(chosen) == most:

@@ -2,15 +2,19 @@
 
 A network trained on digits alone is confident on anything: a letter "A" reads as a 4 at 0.998. Shown things that are
 not digits, with a loss that asks for no confident class, its top probability becomes a usable "is this a digit at
-all" score. No letters or fonts are used (the checks of rejection draw letters from fonts, so those stay unseen):
+all" score. Three kinds:
 - pen strokes: two to four lines, arcs and curves, often joined end to start the way letters and symbols are;
 - two training digits squeezed into one character's box: what a cut in the wrong place, or "42" read as one
-  character, looks like.
+  character, looks like;
+- letters and symbols that are no digit's twin, typeset in the one font every Pillow carries (its built-in
+  Aileron), bold or light, slanted and turned a little. The checks of rejection (tests, bench/images_wild.py) write
+  the same characters in other fonts, handwriting-like ones, which training never sees.
 Each goes through the same 20x20-box recipe as a user's picture. Seeded: the same seed makes the same images.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 
@@ -18,16 +22,62 @@ import numpy as np
 import torch
 
 _CANVAS = 96
+_GLYPH_CANVAS = 128
+
+
+# letters no hand makes look like a digit (no O, I, l, S, Z, B, G, g, q, b, T, J), and symbols
+GLYPHS = "ACEFHKMNPRUVWXYacefhkmnprtuvwxy?!@#%&*+=$<>~"
 
 
 def not_digits(digits: torch.Tensor, count: int, seed: int = 0) -> torch.Tensor:
-    """uint8 [count, 1, 28, 28] non-digit images: 60 % pen strokes, 40 % pairs of the given training digits."""
+    """uint8 [count, 1, 28, 28] non-digit images: 45 % pen strokes, 30 % pairs of the given training digits, 25 %
+    typeset letters and symbols."""
     rng = random.Random(seed)
     out = np.zeros((count, 1, 28, 28), dtype=np.uint8)
     pool = digits[:, 0].numpy()
     for i in range(count):
-        out[i, 0] = strokes(rng) if rng.random() < 0.6 else pair(pool, rng)
+        roll = rng.random()
+        out[i, 0] = strokes(rng) if roll < 0.45 else pair(pool, rng) if roll < 0.75 else glyph(rng)
     return torch.from_numpy(out)
+
+
+@functools.lru_cache(maxsize=1)
+def _font():
+    from PIL import ImageFont
+
+    return ImageFont.load_default(size=56)
+
+
+def glyph(rng: random.Random, chars: str = GLYPHS) -> np.ndarray:
+    """A character of `chars` in Pillow's built-in font as a hand might write it: bold or light, then warped
+    (`handwritten`)."""
+    from PIL import Image, ImageDraw
+
+    from digitkit.data.preprocess import fit_box
+
+    img = Image.new("L", (_GLYPH_CANVAS, _GLYPH_CANVAS), 0)
+    ImageDraw.Draw(img).text((_GLYPH_CANVAS // 2, _GLYPH_CANVAS // 2), rng.choice(chars), fill=255, font=_font(), anchor="mm",
+                             stroke_width=rng.choice([0, 0, 1, 2, 3]), stroke_fill=255)
+    return fit_box(handwritten(np.asarray(img, dtype=np.float32), rng))
+
+
+def handwritten(ink: np.ndarray, rng: random.Random) -> np.ndarray:
+    """Typeset ink warped the way hands differ from print: a random affine map (aspect 0.7-1.3, slant up to 0.3,
+    turn up to 12 degrees) and a smooth elastic displacement (a coarse random field, bicubically upsampled;
+    Simard et al., 2003)."""
+    import torch.nn.functional as F
+
+    h, w = ink.shape
+    g = torch.Generator().manual_seed(rng.randrange(2**31))
+    angle = math.radians(rng.uniform(-12, 12))
+    aspect, shear = rng.uniform(0.7, 1.3), rng.uniform(-0.3, 0.3)
+    cos, sin = math.cos(angle), math.sin(angle)
+    theta = torch.tensor([[cos * aspect, -sin + shear, 0.0], [sin * aspect, cos, 0.0]], dtype=torch.float32)[None]
+    grid = F.affine_grid(theta, [1, 1, h, w], align_corners=False)
+    field = (torch.rand(1, 2, 5, 5, generator=g) * 2 - 1) * rng.uniform(0.02, 0.06)
+    grid = grid + F.interpolate(field, size=(h, w), mode="bicubic", align_corners=False).permute(0, 2, 3, 1)
+    out = F.grid_sample(torch.from_numpy(ink)[None, None], grid, mode="bilinear", align_corners=False)
+    return out[0, 0].numpy()
 
 
 def strokes(rng: random.Random) -> np.ndarray:
@@ -97,3 +147,4 @@ def pair(pool: np.ndarray, rng: random.Random) -> np.ndarray:
 def _ink_crop(image: np.ndarray) -> np.ndarray:
     rows, cols = np.nonzero(image > 32)
     return image[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1].astype(np.float32)
+
