@@ -1,5 +1,6 @@
-"""Atomic file writes: a temp file beside the target, renamed over it only when complete; and an exclusive lock on
-a target that one process rewrites again and again (a training run's checkpoint)."""
+"""Atomic file writes: a temp file beside the target, renamed over it only when complete; an exclusive lock on a
+target that one process rewrites again and again (a training run's checkpoint); and the check that a folder can be
+written in before work that ends by writing there."""
 
 from __future__ import annotations
 
@@ -9,6 +10,17 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
+
+
+def folder_problem(folder: Path) -> str | None:
+    """Make `folder` (and its parents) where missing -> None when files can be written in it, else why not."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    if not os.access(folder, os.W_OK):
+        return f"{folder} is not writable"
+    return None
 
 
 def _umask() -> int:

@@ -134,14 +134,12 @@ class Reader:
         self.save_input = Path(save_input) if save_input is not None else None
         self._saved: set[str] = set()
         if self.save_input is not None:
+            from digitkit.atomic import folder_problem
             from digitkit.errors import DigitkitError
 
-            try:
-                self.save_input.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise DigitkitError(f"--save-input {self.save_input}: cannot create it ({exc.strerror or exc})") from None
-            if not os.access(self.save_input, os.W_OK):
-                raise DigitkitError(f"--save-input {self.save_input}: not writable")
+            problem = folder_problem(self.save_input)
+            if problem:
+                raise DigitkitError(f"--save-input {self.save_input}: {problem}")
 
     def probabilities(self, arrays: list[np.ndarray]) -> torch.Tensor:
         """uint8 [C, H, W] inputs -> calibrated class probabilities [N, classes] on the CPU."""

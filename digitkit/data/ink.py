@@ -5,8 +5,10 @@ colour keeps the dark side of the page as ink. So the paper is estimated locally
 min filter) wider than any stroke removes the writing and keeps the light, shadows included, and each pixel's ink is
 how much darker it is than the paper behind it, as a ratio (light falls off multiplicatively), in its darkest
 colour channel (blue or red pen on white paper is dark in the other channels). The noise floor comes from the
-paper's own spread. Marks are connected components of that map; pieces stacked above one another are one character
-(a 5 with its flag apart, a 4 in two strokes); specks, smudges and lines far smaller than the writing are dropped.
+paper's own spread; outline lettering is filled in. Marks are connected components of that map; pieces stacked
+above one another are one character (a 5 with its flag apart, a 4 in two strokes), and a small piece beside a
+character joins it; specks, smudges, underlines and marks cut by the frame are dropped. Wide marks get candidate
+cuts (`cut_candidates`) for the reader to try.
 """
 
 from __future__ import annotations
@@ -73,10 +75,11 @@ def read_page(img, light_paper: bool | None = None) -> Page:
 
 
 def _fill_thin_gaps(ink: np.ndarray, height: int, width: float, least: float = 0.4, threshold: float = 0.35) -> bool:
-    """Outline ("hollow") lettering and sketchy double-traced strokes: paper narrower than a tenth of the writing's
-    height between two lines of ink (a closing of the ink's mask) is the inside of a stroke and becomes ink, in
-    place. Gaps that narrow in a plain digit are under two pixels of the model's 20-pixel box and would be blurred
-    away anyway; and only where the insides so found are a large part of the writing. -> whether anything changed."""
+    """Outline ("hollow") lettering and sketchy double-traced strokes: paper narrower than `width` times the
+    writing's height between two lines of ink (a closing of the ink's mask) is the inside of a stroke and becomes
+    ink, in place. Gaps a tenth of the height wide in a plain digit are two pixels of the model's 20-pixel box and
+    mostly blurred away; and the fill is only made where the insides so found are at least `least` of the writing.
+    -> whether anything changed."""
     k = max(3, int(width * height) | 1)
     closed = ~_mask_max_filter(~_mask_max_filter(ink > threshold, k), k)
     filled = closed & (ink <= threshold)

@@ -5,7 +5,6 @@ after every epoch), test (the best weights on the test set, written as the final
 from __future__ import annotations
 
 import contextlib
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,7 @@ import torch
 
 from digitkit import checkpoint as ckpt_io
 from digitkit import tasks
-from digitkit.atomic import exclusive
+from digitkit.atomic import exclusive, folder_problem
 from digitkit.config import TrainConfig
 from digitkit.errors import CheckpointError, DigitkitError, TrainingInterrupted
 from digitkit.training.callbacks import Callback, EarlyStopping
@@ -147,12 +146,9 @@ def check_writable(out: Path) -> None:
         raise CheckpointError(f"cannot write checkpoint {out}: it is a symbolic link; give the path it points to")
     if out.exists() and not out.is_file():
         raise CheckpointError(f"cannot write checkpoint {out}: it is " + ("a directory" if out.is_dir() else "not a regular file"))
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise CheckpointError(f"cannot write checkpoint {out}: {exc.strerror or exc}") from None
-    if not os.access(out.parent, os.W_OK):
-        raise CheckpointError(f"cannot write checkpoint {out}: {out.parent} is not writable")
+    problem = folder_problem(out.parent)
+    if problem:
+        raise CheckpointError(f"cannot write checkpoint {out}: {problem}")
 
 
 def train_to(out: Path, cfg: TrainConfig, device: torch.device, world: World, reporter: Any, folder: Path,
