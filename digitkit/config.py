@@ -40,8 +40,9 @@ class TrainConfig:
     label_smoothing: float = option(0.0, "Label smoothing of the cross-entropy.")
     grad_clip: float | None = option(None, "Clip the gradient's global norm (the recurrent CTC models need it).")
     augment: bool = option(True, "Random per-sample geometry (images) or SpecAugment masks (speech) on training batches.")
-    outliers: bool = option(True, "Digits (mnist): also train on made-up non-digits (pen strokes, two digits in one box) "
-                            "given no confident class, so predict can reject letters, symbols and scribbles.")
+    outliers: bool = option(True, "Digits (mnist): also train on made-up non-digits (pen strokes, two digits in one box, "
+                            "typeset letters and symbols) given no confident class, so predict can reject letters, "
+                            "symbols and scribbles.")
     tta: bool = option(False, "Images: score the test set, and later evaluate/predict, on mirrored and 1-pixel-shifted "
                        "copies too.")
     seed: int = option(0, "The same seed on the same machine gives the same run, bit for bit.")
