@@ -167,3 +167,25 @@ def test_evaluate_plot_into_a_folder_and_without_a_suffix_says_what_it_wrote(tmp
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "confusion.png").is_file() and (tmp_path / "curves.png").is_file()
     assert f"wrote {tmp_path / 'confusion.png'}" in proc.stderr and f"wrote {tmp_path / 'curves.png'}" in proc.stderr
+
+
+def test_image_between_pillows_two_limits_is_refused_not_decoded(tmp_path):
+    """A PNG header claiming 9,000 x 8,000 pixels (72 M: over the limit, under the twice-the-limit at which Pillow itself
+    refuses): one line, no 'DecompressionBombWarning' on stderr, no gigabytes decoded; the good file still prints."""
+    import io
+    import struct
+    import zlib
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("L", (1, 1), 255).save(buf, "PNG")
+    png = bytearray(buf.getvalue())
+    header = struct.pack(">II", 9000, 8000) + bytes(png[24:29])  # width, height, then depth, colour, methods as they were
+    png[16:29] = header
+    png[29:33] = struct.pack(">I", zlib.crc32(b"IHDR" + header))
+    (tmp_path / "huge.png").write_bytes(bytes(png))
+    good = draw_digit(tmp_path / "good.png", "7")
+    proc = run_cli("predict", "huge.png", str(good), cwd=tmp_path)
+    assert_one_line_error(proc, 1, "huge.png: image is too large")
+    assert "Warning" not in proc.stderr and proc.stdout.startswith(str(good))

@@ -7,6 +7,7 @@ MNIST digits are white ink on black, cropped to the ink, fitted into 20x20 keepi
 from __future__ import annotations
 
 import os
+import warnings
 
 import numpy as np
 
@@ -23,13 +24,16 @@ def open_image(path: str | os.PathLike):
     p = check_input_file(path, "an image")
     Image.MAX_IMAGE_PIXELS = _MAX_PIXELS
     try:
-        with Image.open(p) as img:
-            img.load()
-            img = ImageOps.exif_transpose(img)
-            return _flatten_alpha(_to_8_bits(img))
+        with warnings.catch_warnings():
+            # Pillow only warns between its limit and twice it, then decodes gigabytes: one limit, an error
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(p) as img:
+                img.load()
+                img = ImageOps.exif_transpose(img)
+                return _flatten_alpha(_to_8_bits(img))
     except UnidentifiedImageError:
         raise InputError(f"{path}: not an image (unrecognised format)") from None
-    except Image.DecompressionBombError:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise InputError(f"{path}: image is too large (over {_MAX_PIXELS:,} pixels)") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise InputError(f"{path}: truncated or corrupt image ({exc})") from None
