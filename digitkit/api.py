@@ -223,7 +223,7 @@ def transcribe(
     segment_seconds: float = 20.0,
     min_confidence: float | None = None,
 ) -> Iterator[Any]:
-    """Transcribe audio files (WAV, FLAC; any rate, mono or stereo) -> `Transcription` or `Failure` per file, in
+    """Transcribe audio files (WAV, FLAC; 1-768 kHz, mono or stereo) -> `Transcription` or `Failure` per file, in
     order; with no `model`, the shipped digit model. Long files are read in segments of about `segment_seconds`, cut
     at quiet points, so memory stays bounded however long the file is. A clip with other speech, no speech, or a
     word below `min_confidence` (default `recognize.DEFAULT_MIN_CONFIDENCE`) has transcript None."""

@@ -374,7 +374,7 @@ def predict(
 
 @app.command()
 def transcribe(
-    files: Optional[list[str]] = typer.Argument(None, help="Audio files (WAV, FLAC; any sample rate, mono or stereo); - reads paths from stdin."),
+    files: Optional[list[str]] = typer.Argument(None, help="Audio files (WAV, FLAC; 1-768 kHz, mono or stereo); - reads paths from stdin."),
     model: Optional[Path] = typer.Option(None, "--model", "-m", help="Speech checkpoint, or a shipped model: fsdd (FSDD's voices, isolated digits) or digits (voices in the wild, fluent strings, rejects other speech). (default: fsdd)"),
     device: Device = typer.Option(Device.cpu, "--device"),
     segment_seconds: float = typer.Option(20.0, "--segment-seconds", help="Long files are decoded in segments of about this length."),

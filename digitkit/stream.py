@@ -154,9 +154,11 @@ def transcribe_stream(recognizer, stream: BinaryIO, pause_s: float = 0.35) -> It
     """One `Heard` per spoken string of a live WAV stream, in order; silence and noise bursts print nothing."""
     import torchaudio.functional as AF
 
+    from digitkit.data.audio import resample_rate
+
     for start, end, audio, rate in segments(stream, pause_s):
         if rate != recognizer.sample_rate:
-            audio = AF.resample(audio, rate, recognizer.sample_rate)
+            audio = AF.resample(audio, resample_rate(rate, recognizer.sample_rate), recognizer.sample_rate)
         words, other = recognizer.words(audio, offset=start)
         if words:
             yield Heard(start, max(end, words[-1]["end"]), recognizer.verdict("-", words, other))

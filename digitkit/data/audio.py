@@ -25,6 +25,19 @@ def _soundfile():
     return soundfile
 
 
+# Rates a recording can have: a telephone's 8 kHz down to a thousand, studio 768 kHz up
+MIN_RATE, MAX_RATE = 1_000, 768_000
+
+
+def resample_rate(sample_rate: int, target_sr: int) -> int:
+    """The source rate to resample from. A polyphase resampler's filter bank grows with the rates' reduced ratio:
+    44,101 Hz to 8 kHz (coprime) needs gigabytes. Such a rate is taken to the nearest 100 Hz, which changes pitch
+    and tempo by at most 0.6 % at 8 kHz (the speech models train with +-15 %)."""
+    if sample_rate // math.gcd(sample_rate, target_sr) <= 1000:
+        return sample_rate
+    return max(100, round(sample_rate / 100) * 100)
+
+
 def _mono_resampled(block, sample_rate: int, target_sr: int) -> torch.Tensor:
     import torchaudio.functional as AF
 
@@ -32,7 +45,7 @@ def _mono_resampled(block, sample_rate: int, target_sr: int) -> torch.Tensor:
     if wave.ndim == 2:
         wave = wave.mean(dim=1)
     if sample_rate != target_sr:
-        wave = AF.resample(wave, sample_rate, target_sr)
+        wave = AF.resample(wave, resample_rate(sample_rate, target_sr), target_sr)
     return wave
 
 
@@ -129,6 +142,9 @@ def audio_info(path: str | os.PathLike) -> tuple[int, int]:
         raise NotAudio(f"{path}: not an audio file digitkit can read ({why}); it reads {READABLE}{hint}") from None
     if info.frames <= 0:
         raise InputError(f"{path}: zero-length audio")
+    if not MIN_RATE <= info.samplerate <= MAX_RATE:
+        raise InputError(f"{path}: sample rate {info.samplerate:,} Hz is outside the {MIN_RATE:,}-{MAX_RATE:,} Hz "
+                         "digitkit reads")
     missing = _wav_shortfall(p)
     if missing:
         raise InputError(f"{path}: truncated audio ({missing:,} bytes of its data are missing)")
