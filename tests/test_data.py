@@ -151,3 +151,38 @@ def test_download_rejects_corrupt_file(local_mirror, tmp_path):
         load(get_dataset("mnist"), target)
     assert not (target / "MNIST" / "raw" / "t10k-labels-idx1-ubyte.gz").exists()
     assert not list((target / "MNIST" / "raw").glob("*.part"))
+
+
+def test_a_trickling_mirror_is_given_up_on_and_leaves_nothing(tmp_path, monkeypatch):
+    """A mirror sending a byte every 0.1 s never trips a per-read timeout; the least average rate ends it, the next
+    mirror is tried, and no partial file stays."""
+    import time
+
+    class Trickle(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Length", "100000")
+            self.end_headers()
+            try:
+                for _ in range(200):
+                    self.wfile.write(b"x")
+                    self.wfile.flush()
+                    time.sleep(0.1)
+            except OSError:
+                pass
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Trickle)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setattr(dl, "_GRACE_S", 0.5)
+    monkeypatch.setattr(dl, "_MIN_RATE", 1000)
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    remote = dl.RemoteFile("slow.gz", "0" * 32, (base, "http://127.0.0.1:9/none"))
+    start = time.monotonic()
+    with pytest.raises(dl.DownloadError, match="too slow") as err:
+        dl.download(remote, tmp_path)
+    server.shutdown()
+    assert time.monotonic() - start < 10 and "127.0.0.1:9" in str(err.value)  # the next mirror was tried too
+    assert list(tmp_path.iterdir()) == []

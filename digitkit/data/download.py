@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
+import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -13,7 +13,12 @@ from pathlib import Path
 from digitkit.atomic import atomic_path
 
 MIRROR_ENV_VAR = "DIGITKIT_MIRROR"
-_TIMEOUT_S = 30
+_TIMEOUT_S = 30  # for any one read of the socket
+# for a whole file: a mirror that trickles (a byte every few seconds never trips the per-read timeout) is given up on
+# once it has averaged under _MIN_RATE after _GRACE_S, and any transfer after _DEADLINE_S; the next mirror is tried
+_DEADLINE_S = 1800
+_GRACE_S = 30
+_MIN_RATE = 20_000  # bytes per second: MNIST's largest file (9.9 MB) would take over 8 minutes
 
 
 @dataclass(frozen=True)
@@ -51,10 +56,21 @@ def candidate_urls(remote: RemoteFile) -> list[str]:
 
 
 def fetch(url: str, dest: Path) -> None:
-    """Copy one URL to `dest`. Kept tiny so tests can swap it for a fake network."""
+    """Copy one URL to `dest`, within the deadline and above the least rate. Kept small so tests can swap it for a
+    fake network."""
     request = urllib.request.Request(url, headers={"User-Agent": "digitkit"})
+    start = time.monotonic()
+    got = 0
     with urllib.request.urlopen(request, timeout=_TIMEOUT_S) as response, open(dest, "wb") as out:
-        shutil.copyfileobj(response, out, 1 << 20)
+        while chunk := response.read1(1 << 20):  # what has arrived, not a full megabyte: the clock is checked often
+            out.write(chunk)
+            got += len(chunk)
+            elapsed = time.monotonic() - start
+            if elapsed > _DEADLINE_S:
+                raise TimeoutError(f"gave up after {_DEADLINE_S} s ({got:,} bytes)")
+            if elapsed > _GRACE_S and got < _MIN_RATE * elapsed:
+                raise TimeoutError(f"too slow: {got / elapsed:,.0f} bytes/s after {elapsed:.0f} s "
+                                   f"(at least {_MIN_RATE:,} expected)")
 
 
 def download(remote: RemoteFile, folder: Path) -> Path:
