@@ -9,6 +9,7 @@ import shutil
 import threading
 import urllib.error
 
+import numpy as np
 import pytest
 import torch
 
@@ -59,16 +60,53 @@ def test_idx_truncated_and_foreign(tmp_path):
     good = tmp_path / "labels-idx1-ubyte.gz"
     with gzip.open(good, "wb") as f:
         f.write(bytes([0, 0, 8, 1, 0, 0, 0, 5, 1, 2, 3, 4, 5]))
-    assert read_idx(good, 1).tolist() == [1, 2, 3, 4, 5]
+    assert read_idx(good, (5,)).tolist() == [1, 2, 3, 4, 5]
     short = tmp_path / "short-idx1-ubyte"
     short.write_bytes(bytes([0, 0, 8, 1, 0, 0, 0, 5, 1, 2]))
     with pytest.raises(DataError, match="truncated"):
-        read_idx(short, 1)
+        read_idx(short, (5,))
     foreign = tmp_path / "foreign.gz"
     with gzip.open(foreign, "wb") as f:
         f.write(b"PK\x03\x04 this is a zip header")
     with pytest.raises(DataError, match="not an IDX"):
-        read_idx(foreign, 1)
+        read_idx(foreign, (5,))
+
+
+def test_dataset_contents_are_checked_before_training(tmp_path):
+    """#19: wrong image dims, dims whose product would wrap, labels out of range, and a small .gz inflating to far
+    more than the data should be: each one line, and never inflated past the expected size."""
+    import struct
+
+    from digitkit.data.images import read_idx_pair
+
+    def idx(path, dims, body=b""):
+        with gzip.open(path, "wb") as f:
+            f.write(bytes([0, 0, 8, len(dims)]) + struct.pack(">" + "I" * len(dims), *dims) + body)
+        return path
+
+    labels = idx(tmp_path / "labels.gz", (3,), bytes([1, 2, 9]))
+    wide = idx(tmp_path / "wide.gz", (3, 14, 56), bytes(3 * 14 * 56))
+    with pytest.raises(DataError, match="holds 3x14x56 bytes, expected 3x28x28"):
+        read_idx_pair(wide, labels, 3)
+    wrapping = idx(tmp_path / "wrap.gz", (2**31, 2**31, 4), bytes(64))
+    with pytest.raises(DataError, match="expected 3x28x28"):
+        read_idx_pair(wrapping, labels, 3)
+    images = idx(tmp_path / "images.gz", (3, 28, 28), bytes(3 * 28 * 28))
+    assert read_idx_pair(images, labels, 3)[1].tolist() == [1, 2, 9]
+    with pytest.raises(DataError, match="label 99 is outside 0-9"):
+        read_idx_pair(images, idx(tmp_path / "bad.gz", (3,), bytes([1, 99, 2])), 3)
+    bomb = tmp_path / "bomb.gz"
+    with gzip.open(bomb, "wb") as f:  # 64 MB of zeros, 64 KB on disk, behind a header that claims 3 labels
+        f.write(bytes([0, 0, 8, 1, 0, 0, 0, 3]))
+        for _ in range(64):
+            f.write(bytes(1 << 20))
+    with pytest.raises(DataError, match="more bytes"):
+        read_idx_pair(images, bomb, 3)
+    cifar = tmp_path / "data_batch_1"
+    with open(cifar, "wb") as f:
+        pickle.dump({"data": np.zeros((2, 3072), np.uint8), "labels": [3, -1]}, f)
+    with pytest.raises(DataError, match="label -1 is outside 0-9"):
+        read_cifar_batch(cifar)
 
 
 class _Evil:

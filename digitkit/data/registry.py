@@ -160,8 +160,9 @@ def _load_idx(spec: ImageDataset, data_dir: Path, allow_download: bool) -> Split
                 except (DownloadError, OSError) as exc:
                     raise DataError(_missing_message(spec, home, missing, str(exc))) from None
         found = home
-    train_x, train_y = read_idx_pair(found / _IDX_NAMES[0], found / _IDX_NAMES[1], 60000)
-    test_x, test_y = read_idx_pair(found / _IDX_NAMES[2], found / _IDX_NAMES[3], 10000)
+    classes = len(spec.classes)
+    train_x, train_y = read_idx_pair(found / _IDX_NAMES[0], found / _IDX_NAMES[1], 60000, spec.size, classes)
+    test_x, test_y = read_idx_pair(found / _IDX_NAMES[2], found / _IDX_NAMES[3], 10000, spec.size, classes)
     return Splits(train_x, train_y, test_x, test_y, source=str(found))
 
 
