@@ -12,6 +12,7 @@ Layout of the file:
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 from dataclasses import dataclass, field
@@ -129,11 +130,11 @@ def load(path: str | os.PathLike) -> Checkpoint:
     except Exception as exc:  # safetensors raises its own error types for corrupt headers and short files
         raise CheckpointError(f"{path}: not a readable .safetensors file (corrupt or truncated?): {exc}") from None
     version = meta.get("format_version", "")
-    if not version.isdigit() or int(version) > FORMAT_VERSION:
+    if not version.isdigit() or len(version) > 6 or int(version) > FORMAT_VERSION:
         raise CheckpointError(f"{path}: checkpoint format {version!r} is newer than this digitkit understands; upgrade digitkit")
     try:
         fields = {k: json.loads(meta[k]) for k in _JSON_KEYS if k in meta}
-        return Checkpoint(
+        ckpt = Checkpoint(
             model_name=meta["model"],
             dataset=meta["dataset"],
             created=meta.get("created", ""),
@@ -148,8 +149,60 @@ def load(path: str | os.PathLike) -> Checkpoint:
             versions=fields.get("versions", {}),
             train_state=fields.get("train_state"),
         )
-    except (KeyError, ValueError, TypeError) as exc:
+        problem = _metadata_problem(ckpt)
+    except (KeyError, ValueError, TypeError, RecursionError) as exc:
         raise CheckpointError(f"{path}: digitkit metadata is damaged ({exc.__class__.__name__}: {exc})") from None
+    if problem:
+        raise CheckpointError(f"{path}: digitkit metadata is damaged ({problem})")
+    return ckpt
+
+
+_MODEL_NUMBER_LIMIT = 100_000  # no size in a model config of ours comes near it; 2e8 would allocate gigabytes
+
+
+def _metadata_problem(ckpt: Checkpoint) -> str:
+    """What is wrong with a checkpoint's metadata before anything is built from it ('' when nothing): the kinds and
+    ranges every reader of it relies on."""
+    classes, info = ckpt.classes, ckpt.input
+    if not isinstance(classes, list) or not 2 <= len(classes) <= 10_000 or not all(isinstance(c, str) for c in classes):
+        return "classes must be a list of 2 to 10,000 names"
+    if not isinstance(info, dict) or not isinstance(ckpt.model_config, dict):
+        return "input and model_config must be objects"
+    for key, value in ckpt.model_config.items():
+        numbers = value if isinstance(value, list) else [value]
+        for v in numbers:
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                continue
+            if not math.isfinite(v) or abs(v) > _MODEL_NUMBER_LIMIT:
+                return f"model_config {key}={value!r} is out of range"
+    kind = info.get("kind", "image")
+    if kind == "image":
+        channels, size = info.get("channels"), info.get("size")
+        if channels not in (1, 3) or not isinstance(size, int) or not 8 <= size <= 512:
+            return "input channels must be 1 or 3 and size 8-512"
+        for key in ("mean", "std"):
+            values = info.get(key)
+            if not isinstance(values, list) or len(values) != channels or not all(_finite(v) for v in values):
+                return f"input {key} must be {channels} finite numbers"
+        if not all(v > 0 for v in info["std"]):
+            return "input std must be positive"
+        if info.get("preprocess", "mnist") not in ("mnist", "gray", "rgb"):
+            return f"input preprocess {info.get('preprocess')!r} is unknown"
+        if "temperature" in info and not (_finite(info["temperature"]) and 0.01 <= info["temperature"] <= 100):
+            return "input temperature must be between 0.01 and 100"
+        if "min_confidence" in info and not (_finite(info["min_confidence"]) and 0 <= info["min_confidence"] <= 1):
+            return "input min_confidence must be between 0 and 1"
+    elif kind == "speech":
+        rate, mels = info.get("sample_rate"), info.get("n_mels")
+        if not isinstance(rate, int) or not 1000 <= rate <= 192_000 or not isinstance(mels, int) or not 8 <= mels <= 256:
+            return "input sample_rate must be 1,000-192,000 Hz and n_mels 8-256"
+        if "level_db" in info and info["level_db"] is not None and not (_finite(info["level_db"]) and -80 <= info["level_db"] <= 0):
+            return "input level_db must be between -80 and 0 dB"
+    return ""
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 _IMPLEMENTATION = ("fused", "foreach", "capturable", "differentiable")

@@ -111,3 +111,35 @@ def test_saved_file_is_not_private(tmp_path):
     finally:
         os.umask(old)
     assert stat.S_IMODE(path.stat().st_mode) == 0o644
+
+
+@pytest.mark.parametrize("key, edit, needle", [
+    ("input", lambda v: {**v, "size": 100000}, "size 8-512"),
+    ("input", lambda v: {**v, "std": [0.0]}, "std must be positive"),
+    ("input", lambda v: {**v, "mean": [1.0, 2.0]}, "mean must be 1 finite numbers"),
+    ("input", lambda v: {**v, "temperature": float("nan")}, "temperature"),
+    ("input", lambda v: {**v, "min_confidence": 7}, "min_confidence"),
+    ("input", lambda v: {"kind": "speech", "sample_rate": -8000, "n_mels": 40}, "sample_rate"),
+    ("model_config", lambda v: {**v, "dense": 2e8}, "dense=200000000.0 is out of range"),
+    ("classes", lambda v: ["only"], "2 to 10,000 names"),
+    ("classes", lambda v: [[] for _ in range(10)], "2 to 10,000 names"),
+    ("input", lambda v: "[" * 100_000 + "]" * 100_000, "damaged"),
+    ("format_version", lambda v: "9" * 5000, "newer than this digitkit"),
+])
+def test_tampered_metadata_is_one_error_before_anything_is_built(tmp_path, key, edit, needle):
+    """#19: checkpoint metadata is checked at the boundary; before, each of these was a traceback (a KeyError, a
+    RecursionError, a 4 GB allocation)."""
+    _, ckpt = _checkpoint()
+    path = ckpt_io.save(tmp_path / "m.safetensors", ckpt)
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as f:
+        meta, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+    if key == "format_version":
+        meta[key] = edit(meta[key])
+    else:
+        value = edit(json.loads(meta[key]))
+        meta[key] = value if isinstance(value, str) else json.dumps(value)
+    save_file(tensors, str(path), metadata=meta)
+    with pytest.raises(CheckpointError, match=needle):
+        ckpt_io.load(path)
