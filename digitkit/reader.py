@@ -3,11 +3,12 @@
 For a digit model (MNIST-style preprocessing) a picture is read as a page (`data.ink`): the marks on it, left to
 right, each a character. One mark is a single digit; several are a number. A mark wider than a digit usually is,
 and not read with confidence (touching digits, "71" in one stroke), is also read in pieces between candidate cuts
-(the valleys of its ink's projection), and the cheapest path through them wins: recognition-driven segmentation,
-each piece costing a factor so a confident 0 stays whole rather than becoming two confident 1s. A character whose probability (temperature-calibrated where the checkpoint
-holds a temperature) is below the minimum confidence is not recognised, and neither is the picture then. A model
-trained with made-up non-digits (`train --outliers`, the default for mnist) holds its own minimum, measured on its
-validation digits; other models reject nothing unless asked.
+(the valleys of its ink's projection), and neighbouring marks are also read together; the reading whose
+confidences multiply to the most wins (recognition-driven segmentation), each piece costing a factor so a confident
+0 stays whole rather than becoming two confident 1s. A character whose probability (temperature-calibrated where
+the checkpoint holds a temperature) is below the minimum confidence is not recognised, and neither is the picture
+then. A model trained with made-up non-digits (`train --outliers`, the default for mnist) holds its own minimum,
+measured on its validation digits; other models reject nothing unless asked.
 
 Other image models (clothing, small photos) see the whole picture, fitted as their training images were.
 """

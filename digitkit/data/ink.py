@@ -50,9 +50,9 @@ class Page:
         return [int(round(v / self.scale)) for v in box]
 
 
-def read_page(img, light_paper: bool | None = None) -> Page:
-    """A PIL image -> its ink map and the characters on it. `light_paper` None: decided from the border (dark ink on
-    light paper, or light ink on a dark ground as MNIST itself is)."""
+def read_page(img) -> Page:
+    """A PIL image -> its ink map and the characters on it: dark ink on light paper, or light ink on a dark ground
+    (a blackboard, MNIST itself), as the picture's border says."""
     from PIL import Image, ImageFilter
 
     rgb = img.convert("RGB")
@@ -62,14 +62,13 @@ def read_page(img, light_paper: bool | None = None) -> Page:
     if min(rgb.size) >= 24:  # a little smoothing takes the sensor noise out of the darkest channel
         rgb = rgb.filter(ImageFilter.GaussianBlur(0.7))
     page = np.asarray(rgb, dtype=np.float32) / 255.0
-    if light_paper is None:
-        light_paper = _border_is_light(page)
-    if not light_paper:
+    if not border_is_light(page.mean(axis=2)):
         page = 1.0 - page
     ink = _ink(page)
     marks = find_marks(ink)
-    if marks and _fill_thin_gaps(ink, max(m.height for m in marks), 0.1):
-        _fill_thin_gaps(ink, max(m.height for m in marks), 0.16, 0.0)  # outlines found: close the wider ones too
+    height = max((m.height for m in marks), default=0)
+    if marks and _fill_thin_gaps(ink, height, 0.1):
+        _fill_thin_gaps(ink, height, 0.16, 0.0)  # outlines found: close the wider ones too
         marks = find_marks(ink)
     return Page(ink=ink, marks=marks, scale=scale)
 
@@ -91,8 +90,8 @@ def _fill_thin_gaps(ink: np.ndarray, height: int, width: float, least: float = 0
     return True
 
 
-def _border_is_light(page: np.ndarray) -> bool:
-    gray = page.mean(axis=2)
+def border_is_light(gray: np.ndarray) -> bool:
+    """Whether a grey picture (values in [0, 1]) has a light border: paper with dark writing on it."""
     border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
     return float(np.median(border)) > 0.5
 
@@ -152,18 +151,16 @@ def grow(mask: np.ndarray, radius: int) -> np.ndarray:
     return _mask_max_filter(mask, 2 * radius + 1)
 
 
-def components(mask: np.ndarray, diagonal: bool = True) -> tuple[np.ndarray, int]:
-    """8-connected (`diagonal`) or 4-connected components of a boolean image -> (labels from 1, 0 for background;
-    count). Runs of each row are joined to the overlapping runs of the row above through a union-find: a few thousand
-    runs on a page of writing. Ink is 8-connected; the paper around it must then be 4-connected, or it would leak
-    through every diagonal join of a stroke."""
-    reach = 0 if diagonal else 1
+def components(mask: np.ndarray) -> tuple[np.ndarray, int]:
+    """8-connected components of a boolean image -> (labels from 1, 0 for background; count). Runs of each row are
+    joined to the runs of the row above they touch, diagonals included, through a union-find: a few thousand runs on
+    a page of writing."""
     h, w = mask.shape
     padded = np.zeros((h, w + 2), dtype=np.int8)
     padded[:, 1:-1] = mask
     edges = np.diff(padded, axis=1)
     rows_s, starts = np.nonzero(edges == 1)
-    rows_e, ends = np.nonzero(edges == -1)  # exclusive
+    _, ends = np.nonzero(edges == -1)  # exclusive
     n = len(starts)
     parent = list(range(n))
 
@@ -179,7 +176,7 @@ def components(mask: np.ndarray, diagonal: bool = True) -> tuple[np.ndarray, int
         b0, b1 = row_first[r], row_first[r + 1]
         i, j = a0, b0
         while i < a1 and j < b1:
-            if starts[i] + reach <= ends[j] and starts[j] + reach <= ends[i]:  # the runs touch
+            if starts[i] <= ends[j] and starts[j] <= ends[i]:  # the runs touch, at least at a corner
                 ri, rj = find(i), find(j)
                 if ri != rj:
                     parent[max(ri, rj)] = min(ri, rj)

@@ -70,12 +70,6 @@ def _flatten_alpha(img):
     return img
 
 
-def _light_background(gray: np.ndarray) -> tuple[bool, float]:
-    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
-    level = float(np.median(border))
-    return level > 127, level
-
-
 def fit_box(ink: np.ndarray, size: int = 28, box: int = 20) -> np.ndarray:
     """MNIST's recipe for one character's ink (float, 0 is paper, any scale): crop to the ink, fit `box` keeping the
     aspect, paste into `size` x `size` with the centre of mass in the middle -> uint8 [size, size], ink up to 255."""
@@ -127,9 +121,10 @@ def fit_gray(img, size: int = 28) -> np.ndarray:
     """Fashion-MNIST style: light object on black, the whole picture fitted into the square."""
     from PIL import Image, ImageOps
 
+    from digitkit.data.ink import border_is_light
+
     gray = img.convert("L")
-    light, _ = _light_background(np.asarray(gray, dtype=np.float32))
-    if light:
+    if border_is_light(np.asarray(gray, dtype=np.float32) / 255.0):
         gray = ImageOps.invert(gray)
     fitted = ImageOps.pad(gray, (size, size), method=Image.Resampling.LANCZOS, color=0)
     return np.asarray(fitted, dtype=np.uint8)[None]
