@@ -6,11 +6,11 @@ The public functions live in :mod:`digitkit.api`; they are re-exported here lazi
 
 __version__ = "0.1.0"
 
-__all__ = ["train", "evaluate", "predict", "transcribe", "tune", "__version__"]
+__all__ = ["train", "evaluate", "predict", "transcribe", "export", "tune", "__version__"]
 
 
 def __getattr__(name: str):
-    if name in ("train", "evaluate", "predict", "transcribe"):
+    if name in ("train", "evaluate", "predict", "transcribe", "export"):
         from digitkit import api
 
         return getattr(api, name)

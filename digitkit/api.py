@@ -1,4 +1,4 @@
-"""The tasks as plain functions a user can import and script: train, evaluate, predict, transcribe.
+"""The tasks as plain functions a user can import and script: train, evaluate, predict, transcribe, export.
 
 Nothing here prints: progress goes to the `reporter` handed in (see `digitkit.report`), results are returned.
 Nothing here knows one kind of data from another either: `digitkit.tasks` picks the task for a dataset name or a
@@ -17,7 +17,7 @@ from digitkit.errors import CheckpointError, DigitkitError, Failure, TrainingInt
 from digitkit.report import Reporter
 from digitkit.tasks import EvalResult
 
-__all__ = ["train", "evaluate", "predict", "transcribe", "resolve_config", "TrainResult", "EvalResult", "Failure",
+__all__ = ["train", "evaluate", "predict", "transcribe", "export", "resolve_config", "TrainResult", "EvalResult", "Failure",
            "TrainingInterrupted"]
 
 
@@ -272,3 +272,50 @@ def transcribe_stream(
     ckpt = ckpt_io.load(_checkpoint_path(model, "speech"))
     tasks.for_checkpoint(ckpt, "speech")
     return run(Recognizer(ckpt, pick_device(device), min_confidence=min_confidence), stream, pause_seconds)
+
+
+def export(
+    checkpoint: str | os.PathLike | None = None,
+    *,
+    format: str = "onnx",
+    out: str | os.PathLike | None = None,
+    data_dir: str | os.PathLike | None = None,
+    check: bool = True,
+    limit: int | None = None,
+    allow_download: bool = True,
+    reporter: Reporter | None = None,
+) -> Any:
+    """Write a checkpoint's model (a file, a shipped model's name, or None for the shipped MNIST model) as ONNX or
+    TorchScript, with its metadata inside -> `export.ExportResult`. Unless `check` is False, the file is first run
+    on the test split of the model's dataset (the first `limit` inputs, default all) and written only if every
+    decision agrees with PyTorch's. `out` defaults to the checkpoint's name with the format's suffix, in the current
+    folder."""
+    from digitkit import checkpoint as ckpt_io
+    from digitkit import tasks
+    from digitkit.data.paths import resolve_data_dir
+    from digitkit.export import FORMATS, export as run
+
+    reporter = reporter or Reporter()
+    if format not in FORMATS:
+        raise DigitkitError(f"unknown export format {format!r}; choose one of: {', '.join(FORMATS)}")
+    if limit is not None and limit < 1:
+        raise DigitkitError("--limit must be at least 1")
+    path = _checkpoint_path(checkpoint)
+    ckpt = ckpt_io.load(path)
+    if ckpt.exported is not None:
+        raise DigitkitError(f"{path} is already an exported model; export from its .safetensors checkpoint")
+    target = Path(out) if out is not None else Path.cwd() / (path.stem + FORMATS[format])
+    if target.is_dir():
+        raise DigitkitError(f"--out {target} is a folder; give a file name (e.g. {target / (path.stem + FORMATS[format])})")
+    from digitkit.atomic import folder_problem
+
+    problem = folder_problem(target.parent)
+    if problem:
+        raise DigitkitError(f"cannot write {target}: {problem}")
+    batches, described = None, ""
+    if check:
+        batches, described = tasks.for_checkpoint(ckpt).export_check(ckpt, resolve_data_dir(data_dir), allow_download,
+                                                                     limit)
+    else:
+        reporter.warn("not checked against PyTorch (--no-check): the file is written as exported")
+    return run(ckpt, str(path), format, target, batches, described, reporter)

@@ -43,11 +43,18 @@ class Checkpoint:
     created: str = ""
     train_state: dict[str, Any] | None = None  # epoch, early stopping, scheduler, optimizer groups, status
     train_tensors: dict[str, Any] = field(default_factory=dict)  # last weights and optimizer tensors
+    exported: Any = None  # a file `digitkit export` wrote: the model as a callable (ONNX runs on the CPU)
 
     def build_model(self, device: Any = "cpu"):
-        """Rebuild the model from its config and load the deployable weights, in eval mode."""
+        """Rebuild the model from its config and load the deployable weights, in eval mode; an exported file's
+        model is the exported one."""
         from digitkit.models.registry import build_model, make_config
         from digitkit.errors import DigitkitError
+
+        if self.exported is not None:
+            from digitkit.export import as_module
+
+            return as_module(self.exported, device)
 
         try:
             config = make_config(self.model_name, dict(self.model_config))
@@ -111,14 +118,19 @@ def save(path: str | os.PathLike, ckpt: Checkpoint) -> Path:
 
 
 def load(path: str | os.PathLike) -> Checkpoint:
-    """Read a checkpoint, with one clear error for a missing, corrupt or foreign file."""
+    """Read a checkpoint, or a model file `digitkit export` wrote (.onnx, .pt), with one clear error for a missing,
+    corrupt or foreign file."""
     from safetensors import safe_open
+
+    from digitkit.export import format_of
 
     path = Path(path)
     if path.is_dir():
         raise CheckpointError(f"{path}: is a directory, not a checkpoint file")
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
+    if format_of(path):
+        return _load_exported(path, format_of(path))
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
@@ -148,6 +160,27 @@ def load(path: str | os.PathLike) -> Checkpoint:
             metrics=fields.get("metrics", {}),
             versions=fields.get("versions", {}),
             train_state=fields.get("train_state"),
+        )
+        problem = _metadata_problem(ckpt)
+    except (KeyError, ValueError, TypeError, RecursionError) as exc:
+        raise CheckpointError(f"{path}: digitkit metadata is damaged ({exc.__class__.__name__}: {exc})") from None
+    if problem:
+        raise CheckpointError(f"{path}: digitkit metadata is damaged ({problem})")
+    return ckpt
+
+
+def _load_exported(path: Path, fmt: str) -> Checkpoint:
+    from digitkit.export import EXPORT_FORMAT, load_exported
+
+    model, meta = load_exported(path, fmt)
+    if meta.get("format") != EXPORT_FORMAT:
+        raise CheckpointError(f"{path}: not a model digitkit exported (no digitkit metadata in the file)")
+    try:
+        ckpt = Checkpoint(
+            model_name=meta["model_name"], dataset=meta["dataset"], created=meta.get("created", ""), weights={},
+            model_config=json.loads(meta["model_config"]), classes=json.loads(meta["classes"]),
+            input=json.loads(meta["input"]), metrics=json.loads(meta.get("metrics", "{}")),
+            versions=json.loads(meta.get("versions", "{}")), exported=model,
         )
         problem = _metadata_problem(ckpt)
     except (KeyError, ValueError, TypeError, RecursionError) as exc:

@@ -456,6 +456,39 @@ def tune(
     print_trials(result)
 
 
+class Format(str, Enum):
+    onnx = "onnx"
+    torchscript = "torchscript"
+
+
+@app.command()
+def export(
+    checkpoint: Optional[Path] = typer.Argument(None, help="A .safetensors checkpoint, or a shipped model's name (mnist, fsdd, digits). (default: the shipped MNIST model)"),
+    format: Format = typer.Option(Format.onnx, "--format", "-f", help="onnx (onnxruntime, browsers, phones, C++; needs the onnx extra) or torchscript (libtorch)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Where to write it. (default: the checkpoint's name with .onnx or .pt, in this folder)"),
+    check: bool = typer.Option(True, "--check/--no-check", help="Run the exported model on the test split of the model's dataset and write it only if every decision agrees with PyTorch."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Check on the first N test inputs only. (default: all)"),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Dataset folder. (default: $DIGITKIT_DATA, else the user cache dir)"),
+    download: bool = typer.Option(True, "--download/--no-download", help="Fetch missing dataset files (checksummed)."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object on stdout: the file, the check's figures."),
+) -> None:
+    """Export a model to ONNX or TorchScript with its metadata (classes, input normalisation or mel settings,
+    calibration) inside; prints the file's path. `predict` and `transcribe` take the file as --model."""
+
+    def task():
+        from digitkit import api
+        from digitkit.report import ConsoleReporter
+
+        return api.export(checkpoint, format=format.value, out=out, data_dir=data_dir, check=check, limit=limit,
+                          allow_download=download, reporter=ConsoleReporter())
+
+    result = _run(task)
+    if as_json:
+        _print_json(result.to_dict())
+        return
+    typer.echo(result.path)
+
+
 def main() -> None:
     app()
 

@@ -80,6 +80,8 @@ class Recognizer:
     def __init__(self, ckpt: Any, device: torch.device, segment_seconds: float = 20.0,
                  min_confidence: float = DEFAULT_MIN_CONFIDENCE):
         from digitkit.data.audio import LogMel
+        from digitkit.models.registry import make_config
+        from digitkit.models.speech import frame_stride
 
         self.net = ckpt.build_model(device)
         self.device = device
@@ -88,7 +90,7 @@ class Recognizer:
         self.sample_rate = int(ckpt.input["sample_rate"])
         self.level_db = ckpt.input.get("level_db")  # set by models trained on level-normalised audio in context
         self.features = LogMel(self.sample_rate, int(ckpt.input["n_mels"]))
-        self.stride = self.net.frame_stride * self.features.hop  # samples per output frame
+        self.stride = frame_stride(make_config(ckpt.model_name, ckpt.model_config)) * self.features.hop  # samples per output frame
         self.segment_seconds = segment_seconds
         self.min_confidence = min_confidence
 

@@ -22,6 +22,11 @@ class SpeechConfig:
     dropout: float = 0.15
 
 
+def frame_stride(config: SpeechConfig) -> int:
+    """Input feature frames per output frame (a function of the config, so exported models have it too)."""
+    return config.stride if config.conv_channels else 1
+
+
 class SpeechRecognizer(nn.Module):
     def __init__(self, config: SpeechConfig):
         super().__init__()
@@ -54,8 +59,7 @@ class SpeechRecognizer(nn.Module):
 
     @property
     def frame_stride(self) -> int:
-        """Input feature frames per output frame."""
-        return self.config.stride if self.config.conv_channels else 1
+        return frame_stride(self.config)
 
     def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
         for _ in range(self.frame_stride // 2):  # each stride-2 conv (padding k//2) gives ceil(n / 2)

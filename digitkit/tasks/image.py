@@ -255,6 +255,30 @@ class ImageTask:
             history=ckpt.history, note=splits.note, calibration_error=calibration_error(probs, splits.test_y),
         )
 
+    def export_io(self, ckpt: Any) -> Any:
+        from digitkit.export import IO
+
+        c, s = int(ckpt.input["channels"]), int(ckpt.input["size"])
+        light = " (white ink on black, as MNIST)" if ckpt.input.get("preprocess") == "mnist" else ""
+        return IO(("images",), ("logits",), {"images": {0: "batch"}, "logits": {0: "batch"}}, (torch.zeros(2, c, s, s),), {
+            "images": f"float32 [batch, {c}, {s}, {s}]{light}: pixels scaled to 0-1, then (x - mean) / std per channel "
+                      "with input.mean and input.std",
+            "logits": "float32 [batch, classes]: softmax(logits / input.temperature) is the calibrated probability of "
+                      "each of classes, in order",
+        })
+
+    def export_check(self, ckpt: Any, folder: Path, allow_download: bool, limit: int | None) -> tuple[Iterator[tuple], str]:
+        """Batches of the model's inputs made from its dataset's test images, and what they are."""
+        from digitkit.data.registry import get_dataset, load
+
+        spec = get_dataset(ckpt.dataset)
+        x = load(spec, folder, allow_download=allow_download).test_x[:limit]
+        mean, std = tuple(ckpt.input["mean"]), tuple(ckpt.input["std"])
+        return ((normalize(x[i : i + 1000], mean, std),) for i in range(0, len(x), 1000)), f"{spec.title} test set"
+
+    def export_decisions(self, outputs: tuple[torch.Tensor, ...]) -> list[int]:
+        return outputs[0].argmax(1).tolist()
+
     def classify(self, ckpt: Any, sources: Iterable[Any], device: torch.device, top_k: int, batch_size: int,
                  min_confidence: float | None = None, save_input: Any = None) -> Iterator[Any]:
         """Pictures (paths, PIL images, arrays, tensors) -> a `reader.Prediction` or a `Failure` each, in order."""

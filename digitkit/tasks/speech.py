@@ -363,6 +363,50 @@ class SpeechTask:
             channels_last=False,
         )
 
+    def export_io(self, ckpt: Any) -> Any:
+        from digitkit.export import IO
+
+        n_mels, sr = int(ckpt.input["n_mels"]), int(ckpt.input["sample_rate"])
+        features = LogMel(sr, n_mels)
+        filler = " and, last, other speech" if ckpt.input.get("filler") else ""
+        return IO(("features", "lengths"), ("log_probs", "out_lengths"),
+                  {"features": {0: "batch", 1: "frames"}, "lengths": {0: "batch"}, "log_probs": {0: "batch", 1: "steps"},
+                   "out_lengths": {0: "batch"}},
+                  (torch.randn(2, 100, n_mels), torch.tensor([100, 60])), {
+            "features": f"float32 [batch, frames, {n_mels}]: log-mel features of {sr} Hz mono audio: power spectrum of "
+                        f"a {features.mel.win_length}-sample Hann window every {features.hop} samples (n_fft "
+                        f"{features.mel.n_fft}, centred, reflect padding), {n_mels} HTK mel bands from 20 Hz to "
+                        f"{sr // 2} Hz, log(x + 1e-6), then each band standardised over the utterance's own frames; "
+                        "padded frames are zero" + ("; audio first scaled so its louder half of 20 ms frames has "
+                        f"power {ckpt.input['level_db']} dBFS" if "level_db" in ckpt.input else ""),
+            "lengths": f"int64 [batch]: real frames of each utterance (samples // {features.hop} + 1)",
+            "log_probs": "float32 [batch, steps, tokens]: CTC log-probabilities per step; token 0 is the blank, token "
+                         f"i the word classes[i - 1]{filler}; greedy decoding keeps each step's best token, drops "
+                         "repeats, then blanks",
+            "out_lengths": "int64 [batch]: valid steps of each utterance",
+        })
+
+    def export_check(self, ckpt: Any, folder: Path, allow_download: bool, limit: int | None) -> tuple[Iterator[tuple], str]:
+        """Batches of the model's inputs made from its dataset's test recordings, presented as `transcribe` does."""
+        from digitkit.config import TrainConfig
+
+        cfg = TrainConfig.from_dict(ckpt.train_config)
+        spec, splits = load_speech_splits(ckpt.dataset, folder, cfg)
+        sr, level_db = int(ckpt.input["sample_rate"]), ckpt.input.get("level_db")
+        features = LogMel(sr, int(ckpt.input["n_mels"]))
+
+        class Quiet:  # unreadable test recordings are skipped here as in `evaluate`; the count tells
+            def warn(self, message: str) -> None:
+                pass
+
+        waves, _ = load_waves(splits.test[:limit], sr, Quiet())
+        clips = [framed(w, sr, level_db) for w in waves]
+        batches = (featurize(features, clips[i : i + 32], torch.device("cpu")) for i in range(0, len(clips), 32))
+        return batches, f"{spec.title} test recordings"
+
+    def export_decisions(self, outputs: tuple[torch.Tensor, ...]) -> list[list[int]]:
+        return batch_greedy(outputs[0], outputs[1])
+
     def evaluate(self, ckpt: Any, path: Path, model: torch.nn.Module, folder: Path, batch_size: int,
                  allow_download: bool, reporter: Any, dataset: str | None = None) -> Any:
         """The test split of the model's own dataset, or of `dataset` (one with the same words: a `digits` model
