@@ -23,7 +23,8 @@ app = typer.Typer(
     name="digitkit",
     help="Train, evaluate and run small image classifiers (MNIST, Fashion-MNIST, CIFAR-10) and speech recognizers (spoken digits and commands), fast on a CPU.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
+    rich_markup_mode=None,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
@@ -166,7 +167,7 @@ def _train_parameters() -> list[inspect.Parameter]:
         help_text = f"{f.metadata['help']} (default: {config.default_text(f.name)})"
         params.append(param(f.name, Optional[kind], typer.Option(None, *names, help=help_text, show_default=False)))
     return params + [
-        param("model_option", list[str], typer.Option([], "--model-option", "-o", help="Model size, KEY=VALUE, repeatable: filters=32,64 dense=256 dropout_conv=0.25 stem=32 widths=64,128,256 blocks=1,1,1.")),
+        param("model_option", list[str], typer.Option([], "--model-option", "-o", metavar="KEY=VALUE", help="Model size, KEY=VALUE, repeatable: filters=32,64 dense=256 dropout_conv=0.25 stem=32 widths=64,128,256 blocks=1,1,1.")),
         param("device", Device, typer.Option(Device.auto, "--device", help="Where to train.")),
         param("out", Optional[Path], typer.Option(None, "--out", help="Checkpoint path. (default: runs/DATASET-MODEL.safetensors)")),
         param("resume", Optional[Path], typer.Option(None, "--resume", help="Continue a run from its checkpoint (optimizer, schedule and early-stopping state included).")),
@@ -268,7 +269,7 @@ app.command()(train)
 
 @app.command()
 def evaluate(
-    checkpoint: Optional[Path] = typer.Argument(None, help="A .safetensors checkpoint, image or speech. (default: the shipped MNIST model)"),
+    checkpoint: Optional[Path] = typer.Argument(None, metavar="CHECKPOINT", help="A .safetensors checkpoint, image or speech. (default: the shipped MNIST model)"),
     dataset: Optional[str] = typer.Option(None, "--dataset", help="Test on another dataset with the same classes, e.g. a digits speech model on fsdd. (default: the checkpoint's)"),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Dataset folder. (default: $DIGITKIT_DATA, else the user cache dir)"),
     device: Device = typer.Option(Device.auto, "--device"),
@@ -341,7 +342,7 @@ def _stream(results: Callable[[], Any], line: Callable[[Any], str]) -> None:
 
 @app.command()
 def predict(
-    files: list[str] = typer.Argument(..., help="Image files; - reads paths from stdin, one per line."),
+    files: list[str] = typer.Argument(..., metavar="FILE", help="Image files; - reads paths from stdin, one per line."),
     model: Optional[Path] = typer.Option(None, "--model", "-m", help="Checkpoint to use. (default: the shipped MNIST model)"),
     top_k: int = typer.Option(1, "--top-k", "-k", help="Also print the K most likely labels."),
     batch_size: int = typer.Option(256, "--batch-size", "-b", help="Images per forward pass."),
@@ -374,7 +375,7 @@ def predict(
 
 @app.command()
 def transcribe(
-    files: Optional[list[str]] = typer.Argument(None, help="Audio files (WAV, FLAC; 1-768 kHz, mono or stereo); - reads paths from stdin."),
+    files: Optional[list[str]] = typer.Argument(None, metavar="FILE", help="Audio files (WAV, FLAC; 1-768 kHz, mono or stereo); - reads paths from stdin."),
     model: Optional[Path] = typer.Option(None, "--model", "-m", help="Speech checkpoint, or a shipped model: fsdd (FSDD's voices, isolated digits) or digits (voices in the wild, fluent strings, rejects other speech). (default: fsdd)"),
     device: Device = typer.Option(Device.cpu, "--device"),
     segment_seconds: float = typer.Option(20.0, "--segment-seconds", help="Long files are decoded in segments of about this length."),
@@ -414,7 +415,7 @@ def transcribe(
 
 @app.command()
 def tune(
-    dataset: str = typer.Argument(..., help="mnist, fashion-mnist, cifar10, fsdd or speechcommands."),
+    dataset: str = typer.Argument(..., metavar="DATASET", help="mnist, fashion-mnist, cifar10, fsdd or speechcommands."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Model family to search: cnn, resnet, lstm or gru. (default: cnn for images, lstm for speech)"),
     trials: int = typer.Option(20, "--trials", "-n", help="Finished trials the study should hold, counting other processes' and earlier runs'."),
     timeout: Optional[float] = typer.Option(None, "--timeout", help="Start no new trial after this many seconds."),
@@ -463,7 +464,7 @@ class Format(str, Enum):
 
 @app.command()
 def export(
-    checkpoint: Optional[Path] = typer.Argument(None, help="A .safetensors checkpoint, or a shipped model's name (mnist, fsdd, digits). (default: the shipped MNIST model)"),
+    checkpoint: Optional[Path] = typer.Argument(None, metavar="CHECKPOINT", help="A .safetensors checkpoint, or a shipped model's name (mnist, fsdd, digits). (default: the shipped MNIST model)"),
     format: Format = typer.Option(Format.onnx, "--format", "-f", help="onnx (onnxruntime, browsers, phones, C++; needs the onnx extra) or torchscript (libtorch)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Where to write it. (default: the checkpoint's name with .onnx or .pt, in this folder)"),
     check: bool = typer.Option(True, "--check/--no-check", help="Run the exported model on the test split of the model's dataset and write it only if every decision agrees with PyTorch."),
@@ -489,8 +490,99 @@ def export(
     typer.echo(result.path)
 
 
+def _table(rows: list[list[str]]) -> None:
+    """Aligned columns on stdout, the first row a header."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        sys.stdout.write("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() + "\n")
+
+
+def _mb(size: int) -> str:
+    return f"{size / 1e6:.1f} MB" if size >= 1e5 else f"{size / 1e3:.0f} kB"
+
+
+def _figures(metrics: dict[str, Any]) -> str:
+    parts = []
+    for key, label in (("test_accuracy", "accuracy"), ("test_sequence_wer", "WER joined"), ("test_recorded_wer", "WER recorded")):
+        if isinstance(metrics.get(key), (int, float)):
+            parts.append(f"{label} {metrics[key]:.2%}")
+    return ", ".join(parts) or "-"
+
+
+@app.command()
+def info(
+    checkpoint: Path = typer.Argument(..., metavar="CHECKPOINT", help="A .safetensors checkpoint, or a model `digitkit export` wrote (.onnx, .pt)."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object on stdout."),
+) -> None:
+    """What a model file holds: architecture, size, dataset, classes, test figures, training config, versions."""
+    from digitkit.catalog import info as describe
+
+    found = _run(lambda: describe(checkpoint))
+    if as_json:
+        _print_json(found.to_dict())
+        return
+    m = found.metrics
+    lines = [
+        ("file", f"{found.path} ({found.file_format}, {_mb(found.size_bytes)})"),
+        ("model", f"{found.model} {json.dumps(found.model_config)}"),
+        ("parameters", f"{found.parameters:,}" if found.parameters is not None else "-"),
+        ("dataset", f"{found.dataset} ({found.kind}), {len(found.classes)} classes: {', '.join(found.classes)}"),
+        ("input", json.dumps(found.input)),
+        ("test", _figures(m) + (f" on {m['test_samples']:,} samples" if "test_samples" in m else "")),
+        ("trained", (f"{found.epochs} epochs, {m['train_seconds']:.0f} s" if "train_seconds" in m else f"{found.epochs} epochs")
+                    + (f", {found.created}" if found.created else "") + (", resumable" if found.resumable else "")),
+        ("config", json.dumps(found.train_config) if found.train_config else "-"),
+        ("versions", ", ".join(f"{k} {v}" for k, v in found.versions.items()) or "-"),
+    ]
+    for key, value in lines:
+        sys.stdout.write(f"{key:<11}{value}\n")
+
+
+@app.command()
+def models(
+    runs: Path = typer.Option(Path("runs"), "--runs", help="Folder of your checkpoints, searched recursively."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object per line."),
+) -> None:
+    """The shipped models (use them by name: --model digits) and your checkpoints under runs/, with their test figures."""
+    from digitkit.catalog import models as listing
+
+    entries = _run(lambda: listing(runs))
+    if as_json:
+        for e in entries:
+            _print_json(e.to_dict())
+        return
+    rows = [["NAME", "MODEL", "DATASET", "TEST", "SIZE", "CREATED"]]
+    for e in entries:
+        rows.append([e.name, e.model or "?", e.dataset or "?", e.problem or _figures(e.metrics), _mb(e.size_bytes), e.created[:10]])
+    _table(rows)
+    if not any(not e.shipped for e in entries):
+        sys.stderr.write(f"no checkpoints under {runs}/ yet: `digitkit train mnist` writes one there\n")
+
+
+@app.command()
+def datasets(
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Dataset folder. (default: $DIGITKIT_DATA, else the user cache dir)"),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object per line."),
+) -> None:
+    """Every dataset digitkit trains on: present or not, where, how big, and how to get a missing one."""
+    from digitkit.catalog import datasets as listing
+
+    entries = _run(lambda: listing(data_dir))
+    if as_json:
+        for e in entries:
+            _print_json(e.to_dict())
+        return
+    rows = [["NAME", "KIND", "PRESENT", "FILES", "SIZE", "WHERE"]]
+    for e in entries:
+        rows.append([e.name, e.kind, e.present + (f" ({e.note})" if e.note else ""), f"{e.files:,}", _mb(e.size_bytes), e.where])
+    _table(rows)
+    for e in entries:
+        for step in e.get:
+            sys.stdout.write(f"{e.name}: {step}\n")
+
+
 def main() -> None:
-    app()
+    app(prog_name="digitkit")
 
 
 if __name__ == "__main__":

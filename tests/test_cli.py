@@ -61,3 +61,19 @@ def test_bad_model_options_fail_before_any_data_is_read(tmp_path):
     assert_one_line_error(run_cli("train", "cifar10", "--model", "resnet", "--data-dir", empty, "-o", "widths=64,128"),
                           2, "one blocks entry per stage")
     assert_one_line_error(run_cli("train", "fsdd", "--data-dir", empty, "-o", "layers=0"), 2, "bad model options")
+
+
+def test_shell_completion_and_help_text():
+    import os
+    import subprocess
+    import sys
+
+    assert "_digitkit_completion" in run_cli("--show-completion", "bash").stdout
+    env = {**os.environ, "_DIGITKIT_COMPLETE": "complete_bash", "COMP_WORDS": "digitkit ex", "COMP_CWORD": "1"}
+    done = subprocess.run([sys.executable, "-m", "digitkit"], env=env, capture_output=True, text=True)
+    assert done.stdout.split() == ["export"], done
+    train = run_cli("train", "--help", env={"COLUMNS": "200"}).stdout
+    assert "[model_options] table" in train and "--model-option KEY=VALUE" in train
+    usage = {c: run_cli(c, "--help").stdout.splitlines()[0] for c in ("predict", "transcribe", "evaluate", "export", "info")}
+    assert usage["predict"].endswith("{FILE}...") and usage["transcribe"].endswith("[FILE]...")
+    assert usage["evaluate"].endswith("[CHECKPOINT]") and usage["info"].endswith("{CHECKPOINT}")

@@ -57,9 +57,15 @@ def test_ctrl_c_keeps_last_epoch_and_resumes(tmp_path, data_dir):
     saved = ckpt_io.load(out)
     assert saved.train_state["epoch"] == 1 and saved.train_state["status"] == "running"
     saved.build_model()  # the interrupted run's checkpoint is usable as it is
+    import csv
+
+    assert [r["epoch"] for r in csv.DictReader(open(tmp_path / "run.csv"))] == ["1"]
     done = api.train(resume=out, data_dir=data_dir)
     assert [row["epoch"] for row in done.history] == [1, 2, 3]
     assert ckpt_io.load(out).train_state["status"] == "complete"
+    logged = list(csv.DictReader(open(tmp_path / "run.csv")))  # the epochs before the resume kept, as Keras' CSVLogger
+    assert [r["epoch"] for r in logged] == ["1", "2", "3"]
+    assert [float(r["val_accuracy"]) for r in logged] == [row["val_accuracy"] for row in done.history]
 
 
 def test_ctrl_c_before_first_epoch_says_nothing_saved(tmp_path, data_dir):

@@ -13,7 +13,7 @@ import torch
 
 from digitkit import checkpoint as ckpt_io
 from digitkit import tasks
-from digitkit.atomic import exclusive, folder_problem
+from digitkit.atomic import atomic_path, exclusive, folder_problem
 from digitkit.config import TrainConfig
 from digitkit.errors import CheckpointError, DigitkitError, TrainingInterrupted
 from digitkit.training.callbacks import Callback, EarlyStopping
@@ -30,6 +30,34 @@ class _WriteCheckpoint(Callback):
     def on_epoch_end(self, row: dict[str, Any], state: LoopState) -> None:
         if self.run.world.is_main:
             ckpt_io.save(self.run.out, self.run.snapshot("running", {"best_val_loss": self.run.early.state_dict()["best"]}))
+
+
+def log_path(checkpoint: Path) -> Path:
+    """The per-epoch CSV beside a checkpoint: runs/mnist-cnn.safetensors -> runs/mnist-cnn.csv (never the
+    checkpoint's own name)."""
+    return checkpoint.with_suffix(".csv") if checkpoint.suffix.lower() != ".csv" else checkpoint.with_name(checkpoint.name + ".log.csv")
+
+
+class _WriteLog(Callback):
+    """After every epoch rank 0 rewrites the run's whole history as CSV beside the checkpoint (one row per epoch,
+    as Keras' CSVLogger writes), atomically; a resumed run's file keeps the epochs before the resume."""
+
+    def __init__(self, run: "TrainingRun"):
+        self.run = run
+
+    def on_epoch_end(self, row: dict[str, Any], state: LoopState) -> None:
+        import csv
+
+        if not self.run.world.is_main:
+            return
+        columns = list(dict.fromkeys(k for r in state.history for k in r))
+        try:
+            with atomic_path(log_path(self.run.out)) as tmp, open(tmp, "w", newline="") as f:
+                writer = csv.DictWriter(f, columns, restval="")
+                writer.writeheader()
+                writer.writerows(state.history)
+        except OSError as exc:  # the log is a convenience: a full disk must not stop the run its checkpoint saves
+            self.run.reporter.warn(f"could not write {log_path(self.run.out)}: {exc.strerror or exc}")
 
 
 class _EachEpoch(Callback):
@@ -92,7 +120,7 @@ class TrainingRun:
         return model
 
     def fit(self, epoch_callback: Any = None) -> None:
-        callbacks = [self.reporter, _WriteCheckpoint(self)] + ([_EachEpoch(epoch_callback)] if epoch_callback else [])
+        callbacks = [self.reporter, _WriteCheckpoint(self), _WriteLog(self)] + ([_EachEpoch(epoch_callback)] if epoch_callback else [])
         self.state = fit(self.wrap(), self.raw_model, self.optimizer, self.scheduler, self.early, self.prep.batches,
                          self.cfg, self.state, callbacks, self.world, self.precision)
         self.reporter.info(self.state.stop_reason)

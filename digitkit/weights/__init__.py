@@ -13,6 +13,11 @@ MODELS = {"mnist": "mnist-cnn.safetensors", "fsdd": "fsdd-lstm.safetensors", "di
 DEFAULT_MODELS = {"image": "mnist", "speech": "fsdd"}
 
 
+def shipped_files() -> dict[str, Path]:
+    """Name -> file of every shipped model (whether or not this install has the file)."""
+    return {name: _HERE / file for name, file in MODELS.items()}
+
+
 def shipped(kind: str = "image", name: str | None = None) -> Path:
     """The file of the shipped model `name`, or of the default model of `kind`."""
     name = name or DEFAULT_MODELS[kind]
