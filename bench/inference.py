@@ -1,12 +1,14 @@
-"""Inference speed of the shipped MNIST model, and start-up cost of the CLI, against `python -c "import torch"`.
+"""Inference speed of the shipped MNIST model, PyTorch against onnxruntime (its `digitkit export` file), and
+start-up cost of the CLI, against `python -c "import torch"`.
 
     DIGITKIT_DATA=../shared/datasets python bench/inference.py [--repeats 5]
 
 1. Batched model throughput (images/s) on the 10,000 real MNIST test digits, the way `digitkit predict` runs
-   the network (normalize, channels-last, forward, softmax) in batches of 256.
+   the network (normalize, channels-last, forward, softmax) in batches of 256; then the same batches through
+   onnxruntime (the onnx extra), and the ratio of the two.
 2. End-to-end `api.predict` on PNG files (decode, MNIST-style preprocessing, batched forward).
 3. Process wall times, alternating in one loop: `python -c "import torch"`, `digitkit --help`,
-   `digitkit predict one.png`; medians and ratios against the bare torch import.
+   `digitkit predict one.png`, and the same with `--model mnist-cnn.onnx`; medians and ratios.
 """
 
 from __future__ import annotations
@@ -44,6 +46,30 @@ def model_throughput(data_dir: Path, batch_size: int = 256, repeats: int = 3) ->
     return best
 
 
+def onnx_throughput(data_dir: Path, model: Path, batch_size: int = 256, repeats: int = 3) -> float:
+    import numpy as np
+    import onnxruntime as ort
+
+    from digitkit.data.registry import get_dataset, load
+
+    session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    images = load(get_dataset("mnist"), data_dir, allow_download=False).test_x.numpy()
+    import json
+
+    info = json.loads(session.get_modelmeta().custom_metadata_map["input"])
+    mean, std = np.float32(info["mean"][0]), np.float32(info["std"][0])
+    best = 0.0
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for i in range(0, len(images), batch_size):
+            x = (images[i : i + batch_size].astype(np.float32) / 255.0 - mean) / std
+            (logits,) = session.run(None, {"images": x})
+            e = np.exp(logits - logits.max(1, keepdims=True))
+            e / e.sum(1, keepdims=True)
+        best = max(best, len(images) / (time.perf_counter() - start))
+    return best
+
+
 def files_throughput(data_dir: Path, folder: Path, count: int = 2000) -> float:
     from PIL import Image
 
@@ -77,8 +103,15 @@ def main() -> None:
     import torch
 
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} cores")
-    print(f"model throughput, batches of 256:   {model_throughput(args.data_dir):>10,.0f} images/s")
+    torch_rate = model_throughput(args.data_dir)
+    print(f"model throughput, batches of 256:   {torch_rate:>10,.0f} images/s (PyTorch)")
     with tempfile.TemporaryDirectory() as tmp:
+        from digitkit import api
+
+        onnx_model = Path(api.export("mnist", out=Path(tmp) / "mnist-cnn.onnx", data_dir=args.data_dir).path)
+        onnx_rate = onnx_throughput(args.data_dir, onnx_model)
+        print(f"                                    {onnx_rate:>10,.0f} images/s (onnxruntime)")
+        print(f"ratio: onnxruntime / PyTorch images/s = {onnx_rate / torch_rate:.2f}")
         print(f"api.predict on 2,000 PNG files:     {files_throughput(args.data_dir, Path(tmp)):>10,.0f} images/s")
         digit = Path(tmp) / "digit.png"
         from PIL import Image
@@ -90,6 +123,7 @@ def main() -> None:
             "import torch": [sys.executable, "-c", "import torch"],
             "digitkit --help": [sys.executable, "-m", "digitkit", "--help"],
             "digitkit predict one.png": [sys.executable, "-m", "digitkit", "predict", str(digit)],
+            "predict --model .onnx": [sys.executable, "-m", "digitkit", "predict", "--model", str(onnx_model), str(digit)],
         }
         times: dict[str, list[float]] = {name: [] for name in commands}
         for _ in range(args.repeats):
@@ -101,6 +135,8 @@ def main() -> None:
         print(f"{name:<26} {statistics.median(values):>9.3f} {min(values):>7.3f} {statistics.median(values) / base:>15.2f}")
     print(f"ratio: digitkit --help {statistics.median(times['digitkit --help']):.3f} s; "
           f"one predict = {statistics.median(times['digitkit predict one.png']) / base:.2f}x python -c 'import torch'")
+    print(f"ratio: one predict with the .onnx model / with the PyTorch model = "
+          f"{statistics.median(times['predict --model .onnx']) / statistics.median(times['digitkit predict one.png']):.2f}")
 
 
 if __name__ == "__main__":
