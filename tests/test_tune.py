@@ -68,6 +68,8 @@ def test_study_finishes_prunes_and_writes_a_config_train_accepts(tmp_path):
     assert config["model_options"]["filters"] == [8, 16] and config["lr"] == pytest.approx(best["params"]["lr"], rel=1e-12)
     assert "limit" not in config and config["epochs"] == 16  # the full run's budget (mnist's default), not the trials'
     assert (tmp_path / "plots" / "optimization-history.png").stat().st_size > 1000
+    assert "trial 0 epoch 1/2: val accuracy" in proc.stderr and "trial 2 epoch 2/2" in proc.stderr  # no silent trials
+    assert "parameter importances from 3 finished trial(s)" in proc.stderr
     again = run_cli("train", "--config", str(out / "best.toml"), "--print-config")
     assert again.returncode == 0 and tomllib.loads(again.stdout) == config
     table = run_cli("tune", "mnist", "--trials", "4", "--out", str(out), "--space", space(tmp_path), *QUICK)

@@ -301,6 +301,8 @@ class _Objective:
         shown = " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items())
 
         def report(row: dict[str, Any]) -> None:
+            self.reporter.info(f"trial {trial.number} epoch {row['epoch']}/{run['epochs']}: val accuracy "
+                               f"{row['val_accuracy']:.4f} ({row['seconds']:.0f} s)")
             trial.report(row["val_accuracy"], row["epoch"])
             if trial.should_prune():
                 raise optuna.TrialPruned(f"pruned at epoch {row['epoch']}")
@@ -366,15 +368,22 @@ def trial_rows(study: Any) -> list[dict[str, Any]]:
     return rows
 
 
+IMPORTANCE_TRIALS = 10  # fewer finished trials than this give parameter importances too noisy to act on
+
+
 def write_plots(study: Any, folder: Path, reporter: Reporter) -> list[Path]:
-    """Optimization history and parameter importances as PNGs (Optuna's matplotlib views)."""
+    """Optimization history and parameter importances as PNGs (Optuna's matplotlib views), with integer trial
+    numbers, the objective named, and a warning on importances computed from too few trials."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+    from optuna.trial import TrialState
     from optuna.visualization import matplotlib as views
 
     folder.mkdir(parents=True, exist_ok=True)
+    finished = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
     written = []
     for name, view in (("optimization-history", views.plot_optimization_history), ("param-importances", views.plot_param_importances)):
         try:
@@ -382,7 +391,16 @@ def write_plots(study: Any, folder: Path, reporter: Reporter) -> list[Path]:
         except (ValueError, RuntimeError) as exc:  # e.g. importances need two finished trials that differ
             reporter.warn(f"no {name} plot: {exc}")
             continue
-        fig = ax.figure if hasattr(ax, "figure") else ax.flat[0].figure
+        ax = ax if hasattr(ax, "figure") else ax.flat[0]
+        if name == "optimization-history":
+            ax.set_xlabel("trial")
+            ax.set_ylabel("validation accuracy")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        elif finished < IMPORTANCE_TRIALS:
+            reporter.warn(f"parameter importances from {finished} finished trial(s) are noise more than signal; "
+                          f"run at least {IMPORTANCE_TRIALS} before acting on them")
+            ax.set_title(f"{ax.get_title()}\n(from only {finished} finished trials: not reliable)")
+        fig = ax.figure
         fig.set_size_inches(8, 5)
         fig.tight_layout()
         path = folder / f"{name}.png"
