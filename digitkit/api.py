@@ -56,6 +56,7 @@ def train(
     allow_download: bool = True,
     epoch_callback: Callable[[dict[str, Any]], None] | None = None,
     test: bool = True,
+    tensorboard: str | os.PathLike | None = None,
     **options: Any,
 ) -> TrainResult:
     """Train a model on a dataset and write a checkpoint after every epoch (so Ctrl-C loses nothing).
@@ -64,7 +65,8 @@ def train(
     defaults to mnist. With `resume`, the checkpoint's own config and dataset are used (a `dataset` given must be
     the same), and only epochs, target_accuracy, patience, precision and compile may change.
     `epoch_callback` sees each epoch's history row (and may raise to stop, as tuning's pruning does);
-    `test=False` skips the final test-set pass. Under torchrun every rank calls this; rank 0 writes and reports.
+    `test=False` skips the final test-set pass. `tensorboard` is a folder for TensorBoard scalars (the tensorboard
+    extra). Under torchrun every rank calls this; rank 0 writes and reports.
     """
     from digitkit import checkpoint as ckpt_io
     from digitkit import config
@@ -91,22 +93,34 @@ def train(
     world = distributed.join(dev)
     if not world.is_main:
         reporter = Reporter()
+    callbacks: list[Any] = []
     try:
-        result = _run(cfg, out, previous, resume, dev, world, data_dir, allow_download, reporter, epoch_callback, test)
+        if epoch_callback is not None:
+            from digitkit.training.callbacks import EachEpoch
+
+            callbacks.append(EachEpoch(epoch_callback))
+        if tensorboard is not None and world.is_main:
+            from digitkit.training.callbacks import TensorBoard
+
+            callbacks.append(TensorBoard(tensorboard))
+        result = _run(cfg, out, previous, resume, dev, world, data_dir, allow_download, reporter, callbacks, test)
     except BaseException:
         distributed.leave(world, finished=False)
         raise
+    finally:
+        for callback in callbacks:
+            callback.close()
     distributed.leave(world)
     return result
 
 
 def _run(cfg: TrainConfig, out: Path, previous: Any, resume: Any, dev: Any, world: Any, data_dir: Any,
-         allow_download: bool, reporter: Reporter, epoch_callback: Any, test: bool) -> TrainResult:
+         allow_download: bool, reporter: Reporter, callbacks: list[Any], test: bool) -> TrainResult:
     from digitkit.data.paths import resolve_data_dir
     from digitkit.training.run import train_to
 
     run, metrics = train_to(out, cfg, dev, world, reporter, resolve_data_dir(data_dir), allow_download, previous, resume,
-                            epoch_callback, test)
+                            callbacks, test)
     return TrainResult(out, metrics, run.state.history, run.state.stop_reason)
 
 

@@ -176,6 +176,7 @@ def _train_parameters() -> list[inspect.Parameter]:
         param("config", Optional[Path], typer.Option(None, "--config", "-c", help="TOML file of train options (keys as the long option names, [model_options] table); flags override it.")),
         param("config_from", Optional[Path], typer.Option(None, "--config-from", help="Repeat the run a checkpoint was trained with (its stored config); flags override it.")),
         param("print_config", bool, typer.Option(False, "--print-config", help="Print the effective config as TOML on stdout and exit without training.")),
+        param("tensorboard", Optional[Path], typer.Option(None, "--tensorboard", help="Also write TensorBoard scalars (per-epoch metrics, per-batch loss) to this folder (the tensorboard extra). A CSV of the epochs is always written beside the checkpoint.")),
         param("nproc", Optional[int], typer.Option(None, "--nproc", help="Train with N processes on this machine (launches torchrun; --batch-size stays the total batch).")),
         param("as_json", bool, typer.Option(False, "--json", help="Print the final metrics as JSON on stdout.")),
         param("quiet", bool, typer.Option(False, "--quiet", "-q", help="Only warnings and errors on stderr.")),
@@ -186,9 +187,9 @@ def train(**given: Any) -> None:
     """Train a model; writes a checkpoint after every epoch and prints its path (or --json metrics) on stdout."""
     from digitkit.config import cli_options
 
-    dataset, model_option, device, out, resume, data_dir, download, config, config_from, print_config, nproc, as_json, quiet = (
+    dataset, model_option, device, out, resume, data_dir, download, config, config_from, print_config, tensorboard, nproc, as_json, quiet = (
         given.pop(k) for k in ("dataset", "model_option", "device", "out", "resume", "data_dir", "download", "config",
-                               "config_from", "print_config", "nproc", "as_json", "quiet"))
+                               "config_from", "print_config", "tensorboard", "nproc", "as_json", "quiet"))
     flags = {f.name: given[f.name] for f in cli_options()}
     if flags["words"] is not None:
         flags["words"] = [w.strip() for w in flags["words"].split(",") if w.strip()] or None
@@ -217,7 +218,7 @@ def train(**given: Any) -> None:
         reporter = ConsoleReporter(quiet=quiet)
         try:
             return api.train(name, out=out, data_dir=data_dir, resume=resume, device=device.value,
-                             reporter=reporter, allow_download=download, **options)
+                             reporter=reporter, allow_download=download, tensorboard=tensorboard, **options)
         finally:
             reporter.close()
 

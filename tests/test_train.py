@@ -138,8 +138,14 @@ def test_cli_json_and_plain_epoch_lines(tmp_path):
     assert {"test_accuracy", "test_loss", "val_accuracy", "best_epoch", "train_seconds", "stop_reason"} <= data.keys()
     epoch_lines = [l for l in proc.stderr.splitlines() if l.startswith("epoch=")]
     assert len(epoch_lines) == 2 and "val_acc=" in epoch_lines[0] and "\x1b[" not in proc.stderr  # no ANSI in a pipe
-    plain = run_cli("train", "--resume", str(out), "--epochs", "3", "--quiet")
+    plain = run_cli("train", "--resume", str(out), "--epochs", "3", "--quiet", "--tensorboard", str(tmp_path / "tb"))
     assert plain.returncode == 0 and plain.stdout.strip() == str(out)
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(tmp_path / "tb"))
+    events.Reload()
+    assert [e.step for e in events.Scalars("epoch/val_accuracy")] == [3]  # the resumed epoch, on the run's epoch axis
+    assert events.Scalars("batch/train_loss") and "epoch/lr" in events.Tags()["scalars"]
 
 
 def test_resnet_on_cifar10_trains_and_loads(tmp_path, data_dir):

@@ -19,6 +19,50 @@ class Callback:
     def on_epoch_end(self, row: dict[str, Any], state: Any) -> None:
         """`row` is the epoch's history row; `state` the loop's (`training.loop.LoopState`)."""
 
+    def close(self) -> None:
+        """The run is over (finished, interrupted or failed): release files."""
+
+
+class EachEpoch(Callback):
+    """A plain function of the epoch's history row, as `api.train(epoch_callback=...)` takes one."""
+
+    def __init__(self, fn: Any):
+        self.fn = fn
+
+    def on_epoch_end(self, row: dict[str, Any], state: Any) -> None:
+        self.fn(row)
+
+
+class TensorBoard(Callback):
+    """Each epoch's history row (losses, accuracies, learning rate, seconds) by epoch, and the training loss by
+    batch, as TensorBoard scalars in `folder` (`tensorboard --logdir folder`); a resumed run continues its curves."""
+
+    def __init__(self, folder: Any):
+        from digitkit.errors import DigitkitError
+
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            raise DigitkitError('--tensorboard needs the tensorboard extra: pip install "digitkit[tensorboard]"') from None
+        self.writer = SummaryWriter(str(folder))
+        self.first_step = 0
+
+    def on_epoch_begin(self, epoch: int, epochs: int, steps: int) -> None:
+        self.first_step = (epoch - 1) * steps
+
+    def on_batch_end(self, step: int, loss: float) -> None:
+        if math.isfinite(loss):
+            self.writer.add_scalar("batch/train_loss", loss, self.first_step + step + 1)
+
+    def on_epoch_end(self, row: dict[str, Any], state: Any) -> None:
+        for key, value in row.items():
+            if key != "epoch" and isinstance(value, (int, float)) and math.isfinite(value):
+                self.writer.add_scalar(f"epoch/{key}", value, row["epoch"])
+        self.writer.flush()
+
+    def close(self) -> None:
+        self.writer.close()
+
 
 class EarlyStopping:
     """Stop when the monitored loss has not improved for `patience` epochs (0 = never stop)."""

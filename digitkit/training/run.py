@@ -60,16 +60,6 @@ class _WriteLog(Callback):
             self.run.reporter.warn(f"could not write {log_path(self.run.out)}: {exc.strerror or exc}")
 
 
-class _EachEpoch(Callback):
-    """A plain function of the epoch's history row, as `api.train(epoch_callback=...)` takes one."""
-
-    def __init__(self, fn: Any):
-        self.fn = fn
-
-    def on_epoch_end(self, row: dict[str, Any], state: LoopState) -> None:
-        self.fn(row)
-
-
 class TrainingRun:
     def __init__(self, cfg: TrainConfig, out: Path, device: torch.device, world: World, reporter: Any):
         self.cfg, self.out, self.device, self.world, self.reporter = cfg, out, device, world, reporter
@@ -119,8 +109,8 @@ class TrainingRun:
             self.reporter.info(f"mixed precision: {dtype} autocast on {self.precision.device_type}")
         return model
 
-    def fit(self, epoch_callback: Any = None) -> None:
-        callbacks = [self.reporter, _WriteCheckpoint(self), _WriteLog(self)] + ([_EachEpoch(epoch_callback)] if epoch_callback else [])
+    def fit(self, extra: list[Callback] = ()) -> None:
+        callbacks = [self.reporter, _WriteCheckpoint(self), _WriteLog(self), *extra]
         self.state = fit(self.wrap(), self.raw_model, self.optimizer, self.scheduler, self.early, self.prep.batches,
                          self.cfg, self.state, callbacks, self.world, self.precision)
         self.reporter.info(self.state.stop_reason)
@@ -180,7 +170,7 @@ def check_writable(out: Path) -> None:
 
 
 def train_to(out: Path, cfg: TrainConfig, device: torch.device, world: World, reporter: Any, folder: Path,
-             allow_download: bool, previous: ckpt_io.Checkpoint | None, resume: Any, epoch_callback: Any,
+             allow_download: bool, previous: ckpt_io.Checkpoint | None, resume: Any, callbacks: list[Callback],
              test: bool) -> tuple[TrainingRun, dict[str, Any]]:
     """A whole run writing `out`, which rank 0 holds alone meanwhile (a second run on it is refused): its metrics.
     Ctrl-C, a signal or a diverging loss end it with one line that says what is saved."""
@@ -192,7 +182,7 @@ def train_to(out: Path, cfg: TrainConfig, device: torch.device, world: World, re
         if previous is not None:
             reporter.info(f"resuming {resume} after epoch {run.state.epoch}")
         try:
-            run.fit(epoch_callback)
+            run.fit(callbacks)
         except Diverged as exc:
             kept = f"; epoch {exc.epoch - 1} is saved in {out}" if run.state.epoch > 0 else "; nothing was saved"
             raise DigitkitError(f"{exc}{kept}") from None
