@@ -236,11 +236,13 @@ def transcribe(
     device: str = "cpu",
     segment_seconds: float = 20.0,
     min_confidence: float | None = None,
+    plot: str | os.PathLike | None = None,
 ) -> Iterator[Any]:
     """Transcribe audio files (WAV, FLAC; 1-768 kHz, mono or stereo) -> `Transcription` or `Failure` per file, in
     order; with no `model`, the shipped digit model. Long files are read in segments of about `segment_seconds`, cut
     at quiet points, so memory stays bounded however long the file is. A clip with other speech, no speech, or a
-    word below `min_confidence` (default `recognize.DEFAULT_MIN_CONFIDENCE`) has transcript None."""
+    word below `min_confidence` (default `recognize.DEFAULT_MIN_CONFIDENCE`) has transcript None. `plot` is a
+    folder to draw each clip's waveform with its words and their times into (NAME.png)."""
     from digitkit import checkpoint as ckpt_io
     from digitkit import tasks
     from digitkit.device import pick_device
@@ -253,11 +255,34 @@ def transcribe(
     ckpt = ckpt_io.load(_checkpoint_path(model, "speech"))
     tasks.for_checkpoint(ckpt, "speech")
     recognizer = Recognizer(ckpt, pick_device(device), segment_seconds, min_confidence)
+    if plot is not None:
+        from digitkit.atomic import folder_problem
+
+        problem = folder_problem(Path(plot))
+        if problem:
+            raise DigitkitError(f"--plot {plot}: {problem}")
+    drawn: set[str] = set()
+
+    def draw(result: Any) -> None:
+        from digitkit.data.audio import read_audio
+        from digitkit.plots import transcript_png
+
+        name, k = Path(result.path).stem or "clip", 1
+        while (f"{name}-{k}" if k > 1 else name) in drawn:  # two clips of one name from different folders
+            k += 1
+        name = f"{name}-{k}" if k > 1 else name
+        drawn.add(name)
+        text = result.transcript if result.transcript is not None else "not recognised"
+        transcript_png(read_audio(result.path, recognizer.sample_rate).numpy(), recognizer.sample_rate, result.words,
+                       Path(plot) / f"{name}.png", f"{Path(result.path).name}: {text}")
 
     def results() -> Iterator[Any]:
         for path in paths:
             try:
-                yield recognizer.transcribe(path)
+                result = recognizer.transcribe(path)
+                if plot is not None:
+                    draw(result)
+                yield result
             except InputError as exc:
                 yield Failure(str(path), str(exc))
 

@@ -383,6 +383,7 @@ def transcribe(
     min_confidence: Optional[float] = typer.Option(None, "--min-confidence", help="Report a clip as not recognised (?) when a word's confidence is below this. (default: 0.4)"),
     stream: bool = typer.Option(False, "--stream", help="Read one live WAV stream on stdin (e.g. from `arecord -f S16_LE -r 16000 -t wav`) and print START<TAB>END<TAB>TRANSCRIPT<TAB>CONFIDENCE per spoken string as soon as the pause after it ends."),
     pause: float = typer.Option(0.35, "--pause", help="--stream: seconds of quiet that end a spoken string."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Draw each clip's waveform with its words and their times into this folder (NAME.png)."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per line, with per-word times and confidences."),
 ) -> None:
     """Speech to text: one line per file, PATH<TAB>TRANSCRIPT<TAB>CONFIDENCE; the transcript is ? (JSON: null) when
@@ -399,7 +400,7 @@ def transcribe(
             return api.transcribe_stream(sys.stdin.buffer, model=model, device=device.value,
                                          min_confidence=min_confidence, pause_seconds=pause)
         return api.transcribe(_expand_stdin(files), model=model, device=device.value, segment_seconds=segment_seconds,
-                              min_confidence=min_confidence)
+                              min_confidence=min_confidence, plot=plot)
 
     def line(item) -> str:
         from digitkit.recognize import NOT_RECOGNISED

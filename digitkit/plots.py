@@ -1,4 +1,5 @@
-"""PNG pictures drawn by the tool itself: a confusion matrix and training curves (matplotlib, imported lazily)."""
+"""PNG pictures drawn by the tool itself: a confusion matrix, training curves, and a transcription's words on its
+waveform (matplotlib, imported lazily)."""
 
 from __future__ import annotations
 
@@ -69,7 +70,12 @@ def curves_png(history: list[dict[str, Any]], path: Path, title: str = "") -> Pa
         values = [r.get(key) for r in history]
         if any(v is not None for v in values):
             acc_ax.plot(epochs, values, marker="o", label=label)
-    loss_ax.set(xlabel="epoch", ylabel="loss", title="loss")
+    losses = [r.get(k) for r in history for k in ("train_loss", "val_loss")]
+    positive = [v for v in losses if isinstance(v, (int, float)) and v > 0]
+    spans_decades = bool(positive) and max(positive) / min(positive) > 30  # CTC's loss falls from ~100 to ~0.1
+    if spans_decades:
+        loss_ax.set_yscale("log")
+    loss_ax.set(xlabel="epoch", ylabel="loss", title="loss (log scale)" if spans_decades else "loss")
     acc_ax.set(xlabel="epoch", ylabel="accuracy", title="accuracy")
     from matplotlib.ticker import MaxNLocator
 
@@ -80,3 +86,25 @@ def curves_png(history: list[dict[str, Any]], path: Path, title: str = "") -> Pa
     if title:
         fig.suptitle(title)
     return _save(fig, path, "curves.png")
+
+
+def transcript_png(wave: Any, sample_rate: int, words: list[dict[str, Any]], path: Path, title: str = "") -> Path:
+    """The waveform with each recognised word's span shaded and labelled (the times `transcribe --json` gives)."""
+    import numpy as np
+
+    plt = _pyplot()
+    samples = np.asarray(wave, dtype=np.float32)
+    seconds = np.arange(len(samples)) / sample_rate
+    fig, ax = plt.subplots(figsize=(min(16.0, 3.0 + 2.0 * len(samples) / sample_rate), 2.8))
+    ax.plot(seconds, samples, linewidth=0.5, color="0.35")
+    peak = float(np.abs(samples).max()) if len(samples) else 1.0
+    for i, w in enumerate(words):
+        ax.axvspan(w["start"], w["end"], color=f"C{i % 10}", alpha=0.25)
+        ax.text((w["start"] + w["end"]) / 2, peak * 1.05, f"{w['word']}\n{w['confidence']:.2f}", ha="center",
+                va="bottom", fontsize=9)
+    ax.set_ylim(-peak * 1.1, peak * 1.6)
+    ax.set_xlim(0, max(len(samples) / sample_rate, 1e-3))
+    ax.set_xlabel("seconds")
+    ax.set_yticks([])
+    ax.set_title(title, fontsize=10)
+    return _save(fig, path, "transcript.png")

@@ -10,7 +10,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from conftest import require, run_cli
+from conftest import assert_one_line_error, require, run_cli
 from digitkit import api
 from digitkit import checkpoint as ckpt_io
 from digitkit.data.speech import load_fsdd, load_speechcommands
@@ -185,6 +185,21 @@ def test_shipped_speech_model_is_the_default_and_describes_itself(test_recording
     heard = [line.split("\t")[1] for line in proc.stdout.splitlines()]
     truth = [p.name.split("_")[0] for p in picks]
     assert sum(h == t for h, t in zip(heard, truth)) >= len(picks) - 1, list(zip(heard, truth))
+
+
+def test_transcribe_plot_draws_each_clip(tmp_path, test_recordings):
+    import shutil
+
+    twin = tmp_path / "other" / test_recordings[0].name  # the same name from another folder gets its own picture
+    twin.parent.mkdir()
+    shutil.copy(test_recordings[0], twin)
+    proc = run_cli("transcribe", "--plot", str(tmp_path / "plots"), str(test_recordings[0]), str(twin))
+    assert proc.returncode == 0, proc.stderr
+    stem = test_recordings[0].stem
+    drawn = sorted(p.name for p in (tmp_path / "plots").iterdir())
+    assert drawn == [f"{stem}-2.png", f"{stem}.png"] and all((tmp_path / "plots" / n).stat().st_size > 5000 for n in drawn)
+    (tmp_path / "file").write_text("")
+    assert_one_line_error(run_cli("transcribe", "--plot", str(tmp_path / "file" / "x"), str(twin)), 2, "--plot")
 
 
 def test_shipped_model_transcribes_digit_strings_joined_from_held_out_recordings(tmp_path, test_recordings):
