@@ -492,6 +492,26 @@ def export(
     typer.echo(result.path)
 
 
+@app.command()
+def serve(
+    model: Optional[Path] = typer.Option(None, "--model", "-m", help="Image checkpoint or shipped model name. (default: the shipped MNIST model)"),
+    speech_model: Optional[Path] = typer.Option(None, "--speech-model", help="Speech checkpoint or shipped model name (fsdd, digits). (default: fsdd)"),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on; 0.0.0.0 makes the page reachable from other machines."),
+    port: int = typer.Option(8000, "--port", help="Port to listen on."),
+    device: Device = typer.Option(Device.cpu, "--device"),
+) -> None:
+    """A local web page: draw a digit and see what the network thinks, upload a photo or a clip, speak into the
+    microphone; with the JSON API behind it (POST /api/predict, POST /api/transcribe, GET /api/models)."""
+
+    def task():
+        from digitkit.report import ConsoleReporter
+        from digitkit.serve import serve as run
+
+        run(model, speech_model, host=host, port=port, device=device.value, reporter=ConsoleReporter())
+
+    _run(task)
+
+
 def _table(rows: list[list[str]]) -> None:
     """Aligned columns on stdout, the first row a header."""
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]

@@ -41,6 +41,7 @@ class Character:
     confidence: float
     box: list[int]  # x0, y0, x1, y1 in the picture's pixels
     top: list[tuple[str, float]]
+    array: np.ndarray | None = field(default=None, repr=False)  # the model's input ([C, 28, 28] uint8 for digits)
 
     def to_dict(self) -> dict[str, Any]:
         return {"label": self.label, "confidence": self.confidence, "box": self.box,
@@ -240,7 +241,7 @@ class Reader:
             values, indices = piece.probs.topk(self.top_k)
             top = [(classes[i], float(v)) for v, i in zip(values.tolist(), indices.tolist())]
             label = top[0][0] if top[0][1] >= self.min_confidence else None
-            characters.append(Character(label, top[0][1], piece.box, top))
+            characters.append(Character(label, top[0][1], piece.box, top, piece.array))
             self._save(plan.name, piece.array, len(chosen), len(characters))
         confidence = min(c.confidence for c in characters)
         if any(c.label is None for c in characters):

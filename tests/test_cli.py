@@ -68,7 +68,9 @@ def test_shell_completion_and_help_text():
     import subprocess
     import sys
 
-    assert "_digitkit_completion" in run_cli("--show-completion", "bash").stdout
+    # the shell is detected from the parent process; under pytest there is none, so it is named (typer's own switch)
+    shown = run_cli("--show-completion", "bash", env={"_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION": "1"})
+    assert "_digitkit_completion" in shown.stdout, shown.stderr
     env = {**os.environ, "_DIGITKIT_COMPLETE": "complete_bash", "COMP_WORDS": "digitkit ex", "COMP_CWORD": "1"}
     done = subprocess.run([sys.executable, "-m", "digitkit"], env=env, capture_output=True, text=True)
     assert done.stdout.split() == ["export"], done

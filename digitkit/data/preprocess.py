@@ -19,15 +19,25 @@ _MAX_PIXELS = 64_000_000
 
 def open_image(path: str | os.PathLike):
     """Open and fully decode an image, with one clear error for each way a file can be unusable."""
+    return _decode(check_input_file(path, "an image"), str(path))
+
+
+def open_image_bytes(data: bytes, name: str):
+    """An uploaded picture's bytes, decoded with the same checks as a file's (the web page's uploads)."""
+    import io
+
+    return _decode(io.BytesIO(data), name)
+
+
+def _decode(source, path: str):
     from PIL import Image, ImageOps, UnidentifiedImageError
 
-    p = check_input_file(path, "an image")
     Image.MAX_IMAGE_PIXELS = _MAX_PIXELS
     try:
         with warnings.catch_warnings():
             # Pillow only warns between its limit and twice it, then decodes gigabytes: one limit, an error
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(p) as img:
+            with Image.open(source) as img:
                 img.load()
                 img = ImageOps.exif_transpose(img)
                 return _flatten_alpha(_to_8_bits(img))

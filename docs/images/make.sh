@@ -59,3 +59,7 @@ PY
 digitkit transcribe --plot "$work/plots" "$work/string.wav" > /dev/null
 cp "$work/plots/string.png" $out/transcript.png
 echo "wrote $(ls $out/*.png | wc -l) pictures in $out/" >&2
+
+# the web page, drawn on, given a photo and spoken to in headless Chromium: the browser test takes the screenshots
+DIGITKIT_SCREENSHOTS=$out python -m pytest -q -p no:cacheprovider tests/test_serve.py -k page > /dev/null
+echo "wrote the serve-*.png screenshots in $out/" >&2
