@@ -77,6 +77,24 @@ class Models:
         tasks.for_checkpoint(ckpt, "speech")
         self.speech = Loaded(Recognizer(ckpt, dev, min_confidence=DEFAULT_MIN_CONFIDENCE), threading.Lock(),
                              _about(path, ckpt))
+        self._warm_up()
+
+    def _warm_up(self) -> None:
+        """One picture and one clip through each model before the first visitor: the first call pays for lazy
+        imports and first-run kernel set-up (about a second), which would otherwise be the first drawing's wait."""
+        import numpy as np
+        import soundfile as sf
+        from PIL import Image
+
+        page = Image.new("L", (64, 64), 255)
+        page.paste(0, (30, 12, 36, 52))  # a stroke: a "1"
+        buffer = io.BytesIO()
+        page.save(buffer, format="PNG")
+        self.predict(buffer.getvalue(), "warm-up.png")
+        clip = io.BytesIO()
+        noise = np.random.default_rng(0).normal(0, 0.01, 8000).astype(np.float32)
+        sf.write(clip, noise, 8000, format="WAV")
+        self.transcribe(clip.getvalue(), "warm-up.wav", ".wav")
 
     def predict(self, data: bytes, name: str) -> dict[str, Any]:
         from digitkit.data.preprocess import open_image_bytes

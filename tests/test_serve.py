@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -229,10 +230,15 @@ def test_page_draw_upload_and_speak(browser, server, tmp_path, speech_clip):
     _wait(driver, lambda d: "image model" in d.find_element("id", "models").text)
     _draw_seven(driver)
     _wait(driver, lambda d: d.find_element("id", "label").text == "7")
-    _wait(driver, lambda d: d.execute_script("return window.digitkit.latencies.length") >= 2)
+    _wait(driver, lambda d: d.execute_script("return window.digitkit.latencies.length") >= 1)
+    for _ in range(4):  # more lifts of the pen, each waited for: a dot on the 7's stem
+        from selenium.webdriver.common.action_chains import ActionChains
+
+        ActionChains(driver, duration=10).move_to_element_with_offset(driver.find_element("id", "canvas"), 20, 40).click().perform()
+        time.sleep(0.5)
     latencies = driver.execute_script("return window.digitkit.latencies")
     print(f"prediction after lifting the pen: {', '.join(f'{ms:.0f} ms' for ms in latencies)}")
-    assert min(latencies) < 1000, latencies
+    assert len(latencies) >= 3 and statistics.median(latencies) < 100, latencies  # the goal, on 2 CPU cores
     assert len(driver.find_elements("css selector", "#bars .bar")) == 10
     assert driver.find_element("css selector", "#seen img").get_attribute("src").startswith("data:image/png")
     _screenshot(driver, tmp_path, "serve-draw.png", "draw-section")
