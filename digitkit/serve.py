@@ -238,7 +238,7 @@ def serve(image_model: Any = None, speech_model: Any = None, host: str = "127.0.
     try:
         import uvicorn
     except ImportError:
-        raise DigitkitError('digitkit serve needs the serve extra: pip install "digitkit[serve]"') from None
+        raise DigitkitError("digitkit serve needs uvicorn (a dependency of digitkit): pip install uvicorn") from None
     if not 0 < port < 65536:
         raise DigitkitError("--port must be 1-65535")
     app = create_app(image_model, speech_model, device)
