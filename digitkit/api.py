@@ -206,7 +206,6 @@ def predict(
     input (the 28x28 image the network saw) to, as PNG."""
     from digitkit import checkpoint as ckpt_io
     from digitkit import tasks
-    from digitkit.device import pick_device
 
     if top_k < 1:
         raise DigitkitError("--top-k must be at least 1")
@@ -216,7 +215,7 @@ def predict(
         min_confidence = _min_confidence(min_confidence)
     ckpt = ckpt_io.load(_checkpoint_path(model))
     task = tasks.for_checkpoint(ckpt, "image")
-    return task.classify(ckpt, sources, pick_device(device), top_k, batch_size, min_confidence, save_input)
+    return task.classify(ckpt, sources, device, top_k, batch_size, min_confidence, save_input)
 
 
 def _min_confidence(value: float | None) -> float:

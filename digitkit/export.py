@@ -136,6 +136,10 @@ class OnnxRunner:
     def metadata(self) -> dict[str, str]:
         return dict(self.session.get_modelmeta().custom_metadata_map)
 
+    def numpy(self, *arrays: Any) -> Any:
+        """numpy in, the first output out: the path that needs no torch."""
+        return self.session.run(None, dict(zip(self.inputs, arrays)))[0]
+
     def __call__(self, *args: Any) -> Any:
         import torch
 

@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 import numpy as np
-import torch
 
 NOT_RECOGNISED = "?"
 _WIDE = 0.7  # a mark at least this wide for its height may be several touching digits
@@ -95,7 +95,8 @@ def to_image(source: Source, name: str):
         return open_image(source)
     if isinstance(source, Image.Image):
         return from_pil(source)
-    if isinstance(source, torch.Tensor):
+    torch = sys.modules.get("torch")  # a tensor can only come from a program that imported torch
+    if torch is not None and isinstance(source, torch.Tensor):
         source = source.detach().cpu()
         if source.ndim == 3 and source.shape[0] in (1, 3, 4) and source.shape[-1] not in (1, 3, 4):
             source = source.permute(1, 2, 0)
@@ -120,12 +121,21 @@ def to_image(source: Source, name: str):
 class Reader:
     """A loaded image checkpoint that reads pictures; one per process, any number of pictures."""
 
-    def __init__(self, ckpt: Any, device: torch.device, min_confidence: float | None = None, top_k: int = 1,
+    def __init__(self, ckpt: Any, device: Any = "cpu", min_confidence: float | None = None, top_k: int = 1,
                  save_input: str | os.PathLike | None = None):
+        """`device`: a torch device or its name; an ONNX model runs in onnxruntime on the CPU, without torch."""
+        from digitkit.export import OnnxRunner
         from digitkit.tasks.image import Normalization
 
-        self.ckpt, self.device = ckpt, device
-        self.net = ckpt.build_model(device).to(memory_format=torch.channels_last)
+        self.ckpt = ckpt
+        self.onnx = ckpt.exported if isinstance(ckpt.exported, OnnxRunner) else None
+        if self.onnx is None:
+            import torch
+
+            from digitkit.device import pick_device
+
+            self.device = pick_device(device) if isinstance(device, str) else device
+            self.net = ckpt.build_model(self.device).to(memory_format=torch.channels_last)
         self.norm = Normalization(tuple(ckpt.input["mean"]), tuple(ckpt.input["std"]))
         self.temperature = float(ckpt.input.get("temperature", 1.0))
         self.pages = ckpt.input.get("preprocess", "mnist") == "mnist"
@@ -143,17 +153,42 @@ class Reader:
             if problem:
                 raise DigitkitError(f"--save-input {self.save_input}: {problem}")
 
-    def probabilities(self, arrays: list[np.ndarray]) -> torch.Tensor:
-        """uint8 [C, H, W] inputs -> calibrated class probabilities [N, classes] on the CPU."""
+    def probabilities(self, arrays: list[np.ndarray]) -> np.ndarray:
+        """uint8 [C, H, W] inputs -> calibrated class probabilities [N, classes]."""
+        if not arrays:
+            return np.zeros((0, len(self.ckpt.classes)), np.float32)
+        if self.onnx is not None:
+            return self._onnx_probabilities(np.stack(arrays))
+        import torch
+
         from digitkit.data.transforms import normalize
         from digitkit.tasks.image import augmented_logits
 
-        if not arrays:
-            return torch.empty(0, len(self.ckpt.classes))
         with torch.inference_mode():
             x = normalize(torch.from_numpy(np.stack(arrays)).to(self.device), self.norm.mean, self.norm.std)
             logits = augmented_logits(self.net, x, self.ckpt.input.get("tta", []))
-            return torch.softmax(logits / self.temperature, dim=1).cpu()
+            return torch.softmax(logits / self.temperature, dim=1).cpu().numpy()
+
+    def _onnx_probabilities(self, images: np.ndarray) -> np.ndarray:
+        """The same as the torch path with numpy and onnxruntime: normalised, the checkpoint's test-time views
+        averaged (the one-pixel shifts with reflected edges, as `transforms.shifted`), a softmax at the temperature."""
+        mean = np.asarray(self.norm.mean, np.float32).reshape(1, -1, 1, 1)
+        std = np.asarray(self.norm.std, np.float32).reshape(1, -1, 1, 1)
+        x = (images.astype(np.float32) / 255.0 - mean) / std
+        tta = self.ckpt.input.get("tta", [])
+        views = [(x, 1.0)]
+        if "flip" in tta:
+            views.append((x[..., ::-1], 1.0))
+        if "shift" in tta:
+            h, w = x.shape[-2:]
+            padded = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)), mode="reflect")
+            for d in (-1, 1):
+                moved = padded[..., 1 - d : 1 - d + h, 1 - d : 1 - d + w]
+                views += [(moved, 0.5), (moved[..., ::-1], 0.5)] if "flip" in tta else [(moved, 1.0)]
+        logits = sum(w * self.onnx.numpy(np.ascontiguousarray(v)) for v, w in views) / sum(w for _, w in views)
+        z = logits / self.temperature
+        e = np.exp(z - z.max(axis=1, keepdims=True))
+        return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
 
     def read(self, sources: Iterable[Source], batch_size: int = 256) -> Iterator[Any]:
         """Pictures -> a `Prediction` or a `Failure` each, in order, in batched forward passes."""
@@ -238,8 +273,8 @@ class Reader:
         chosen = plan.reading()
         characters = []
         for piece in chosen:
-            values, indices = piece.probs.topk(self.top_k)
-            top = [(classes[i], float(v)) for v, i in zip(values.tolist(), indices.tolist())]
+            order = np.argsort(-piece.probs, kind="stable")[: self.top_k]
+            top = [(classes[i], float(piece.probs[i])) for i in order]
             label = top[0][0] if top[0][1] >= self.min_confidence else None
             characters.append(Character(label, top[0][1], piece.box, top, piece.array))
             self._save(plan.name, piece.array, len(chosen), len(characters))

@@ -132,3 +132,36 @@ def test_export_errors_are_one_line(tmp_path):
     proc = run_cli("export", "--no-check", "--out", str(tmp_path / "unchecked.pt"), "--format", "torchscript",
                    "--data-dir", str(tmp_path / "nowhere"), "--no-download")
     assert proc.returncode == 0 and "not checked" in proc.stderr
+
+
+def test_onnx_predict_needs_no_torch(tmp_path, data_dir):
+    """What makes `predict --model m.onnx` one quick process: onnxruntime, numpy and Pillow only."""
+    import subprocess
+    import sys
+
+    from digitkit import api
+
+    model = api.export("mnist", out=tmp_path / "m.onnx", data_dir=data_dir, limit=10).path
+    code = ("import sys\nfrom digitkit import api\n"
+            f"got = [p.label for p in api.predict({[str(p) for p in EXAMPLES]!r}, model={model!r})]\n"
+            "assert got == [str(d) for d in range(10)], got\n"
+            "assert 'torch' not in sys.modules, 'torch was imported'\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_onnx_reader_matches_torch_with_test_time_views(tiny, tmp_path, data_dir):
+    """A checkpoint that averages flipped and shifted views: the numpy path gives PyTorch's probabilities."""
+    import numpy as np
+
+    from digitkit import api, checkpoint
+    from digitkit.reader import Reader
+
+    ckpt = checkpoint.load(tiny["resnet"])
+    ckpt.input["tta"] = ["flip", "shift"]
+    checkpoint.save(tmp_path / "tta.safetensors", ckpt)
+    exported = api.export(tmp_path / "tta.safetensors", out=tmp_path / "tta.onnx", data_dir=data_dir, limit=50).path
+    images = list(np.random.default_rng(0).integers(0, 256, (6, 3, 32, 32), dtype=np.uint8))
+    by_torch = Reader(checkpoint.load(tmp_path / "tta.safetensors")).probabilities(images)
+    by_onnx = Reader(checkpoint.load(exported)).probabilities(images)
+    assert np.abs(by_torch - by_onnx).max() < 1e-4

@@ -114,36 +114,68 @@ def _ink(page: np.ndarray) -> np.ndarray:
 
 def _paper(page: np.ndarray) -> np.ndarray:
     """Per-channel paper brightness under the writing: a closing on a small copy, blurred, scaled back up."""
-    import torch
-    import torch.nn.functional as F
-
     h, w, _ = page.shape
-    x = torch.from_numpy(page).permute(2, 0, 1)[None]
-    small_scale = min(1.0, _BACKGROUND_SIDE / max(h, w))
-    small = F.interpolate(x, scale_factor=small_scale, mode="area", recompute_scale_factor=False) if small_scale < 1 else x
-    k = max(3, int(_PAPER_KERNEL * max(small.shape[2:])) | 1)
+    scale = min(1.0, _BACKGROUND_SIDE / max(h, w))
+    small = _area(page, int(h * scale), int(w * scale)) if scale < 1 else page
+    k = max(3, int(_PAPER_KERNEL * max(small.shape[:2])) | 1)
     lifted = _max_filter(small, k)  # dilation: the ink disappears
     closed = -_max_filter(-lifted, k)  # erosion: the paper's edges and shadows come back where they were
-    closed = torch.maximum(closed, small)  # paper is never darker than the pixel on it
-    smooth = F.avg_pool2d(F.pad(closed, (1,) * 4, mode="replicate"), 3, stride=1)
-    full = F.interpolate(smooth, size=(h, w), mode="bilinear", align_corners=False)
-    return torch.maximum(full, x)[0].permute(1, 2, 0).numpy()
+    closed = np.maximum(closed, small)  # paper is never darker than the pixel on it
+    edged = np.pad(closed, ((1, 1), (1, 1), (0, 0)), mode="edge")
+    smooth = sum(edged[dy : dy + closed.shape[0], dx : dx + closed.shape[1]] for dy in range(3) for dx in range(3)) / 9
+    return np.maximum(_bilinear(smooth.astype(np.float32), h, w), page)
 
 
-def _max_filter(x, k: int):
-    """A k x k maximum filter over a [N, C, H, W] tensor, edges repeated, as two 1-d passes (a square's max is the max
-    of its rows' maxima): O(k), not O(k^2)."""
-    import torch.nn.functional as F
+def _area(x: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
+    """[H, W, C] averaged down to [out_h, out_w, C], each output pixel the mean of the input pixels it covers
+    (the bins of an adaptive average pooling)."""
+    for axis, out in ((0, out_h), (1, out_w)):
+        n = x.shape[axis]
+        i = np.arange(out)
+        start, end = (i * n) // out, -((-(i + 1) * n) // out)
+        total = np.cumsum(x, axis=axis, dtype=np.float64)
+        total = np.concatenate([np.zeros_like(np.take(total, [0], axis=axis)), total], axis=axis)
+        shape = [1] * x.ndim
+        shape[axis] = out
+        x = (np.take(total, end, axis=axis) - np.take(total, start, axis=axis)) / (end - start).reshape(shape)
+    return x.astype(np.float32)
 
+
+def _bilinear(x: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
+    """[h, w, C] resized to [out_h, out_w, C] by linear interpolation between pixel centres (edges held)."""
+    for axis, out in ((0, out_h), (1, out_w)):
+        n = x.shape[axis]
+        src = np.maximum((np.arange(out) + 0.5) * (n / out) - 0.5, 0.0)
+        lo = np.minimum(src.astype(np.int64), n - 1)
+        hi = np.minimum(lo + 1, n - 1)
+        shape = [1] * x.ndim
+        shape[axis] = out
+        t = (src - lo).astype(np.float32).reshape(shape)
+        x = np.take(x, lo, axis=axis) * (1 - t) + np.take(x, hi, axis=axis) * t
+    return x
+
+
+def _max_filter(x: np.ndarray, k: int) -> np.ndarray:
+    """A k x k maximum filter (k odd) over the first two axes, edges repeated, as two 1-d passes (a square's max is
+    the max of its rows' maxima), each in O(1) per pixel whatever k (van Herk / Gil-Werman: running maxima within
+    blocks of k, forwards and backwards)."""
     pad = k // 2
-    x = F.max_pool2d(F.pad(x, (pad, pad, 0, 0), mode="replicate"), (1, k), stride=1)
-    return F.max_pool2d(F.pad(x, (0, 0, pad, pad), mode="replicate"), (k, 1), stride=1)
+    for axis in (0, 1):
+        widths = [(0, 0)] * x.ndim
+        widths[axis] = (pad, pad)
+        y = np.moveaxis(np.pad(x, widths, mode="edge"), axis, -1)
+        n = y.shape[-1]
+        m = -(-n // k) * k
+        y = np.pad(y, [(0, 0)] * (y.ndim - 1) + [(0, m - n)], mode="edge")
+        blocks = y.reshape(*y.shape[:-1], m // k, k)
+        ahead = np.maximum.accumulate(blocks, axis=-1).reshape(y.shape)
+        behind = np.maximum.accumulate(blocks[..., ::-1], axis=-1)[..., ::-1].reshape(y.shape)
+        x = np.moveaxis(np.maximum(behind[..., : n - k + 1], ahead[..., k - 1 : n]), -1, axis)
+    return x
 
 
 def _mask_max_filter(mask: np.ndarray, k: int) -> np.ndarray:
-    import torch
-
-    return _max_filter(torch.from_numpy(mask.astype(np.float32))[None, None], k)[0, 0].numpy() > 0.5
+    return _max_filter(mask, k)
 
 
 def grow(mask: np.ndarray, radius: int) -> np.ndarray:

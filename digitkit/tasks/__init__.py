@@ -77,11 +77,20 @@ class Task(Protocol):
         """The test split of the checkpoint's dataset, or of another `dataset` of this kind with the same classes."""
 
 
-def _tasks() -> tuple[Task, ...]:
-    from digitkit.tasks.image import IMAGE
-    from digitkit.tasks.speech import SPEECH
+# kind -> (module, task object): a checkpoint's task is imported alone (reading pictures with an ONNX model then
+# needs neither torch nor the speech stack)
+_KINDS = {"image": ("digitkit.tasks.image", "IMAGE"), "speech": ("digitkit.tasks.speech", "SPEECH")}
 
-    return IMAGE, SPEECH
+
+def _task(kind: str) -> Task:
+    import importlib
+
+    module, name = _KINDS[kind]
+    return getattr(importlib.import_module(module), name)
+
+
+def _tasks() -> tuple[Task, ...]:
+    return tuple(_task(kind) for kind in _KINDS)
 
 
 def for_dataset(name: str) -> tuple[Task, str]:
@@ -97,15 +106,15 @@ def for_dataset(name: str) -> tuple[Task, str]:
 def for_checkpoint(ckpt: Any, kind: str | None = None) -> Task:
     """The task of a checkpoint; with `kind`, refuse (one line) a checkpoint of another kind for that command."""
     kind_named = ckpt.input.get("kind", "image")
-    found = next((t for t in _tasks() if t.kind == kind_named), None)
-    if found is None:
+    if kind_named not in _KINDS:
         raise CheckpointError(f"checkpoint of an unknown kind of data ({kind_named!r}); this digitkit knows "
-                              f"{', '.join(t.kind for t in _tasks())}")
+                              f"{', '.join(_KINDS)}")
+    found = _task(kind_named)
     if found.dataset_name(ckpt.dataset) is None:
         raise CheckpointError(f"a {found.kind} checkpoint cannot be of dataset {ckpt.dataset!r} (its metadata is "
                               f"damaged or was edited); {found.kind} datasets are {', '.join(found.dataset_names())}")
     if kind is not None and found.kind != kind:
-        wanted = next(t for t in _tasks() if t.kind == kind)
+        wanted = _task(kind)
         raise CheckpointError(f"a {ckpt.dataset} {found.kind} model cannot be used by `digitkit {wanted.use}`; "
                               f"use `digitkit {found.use}` for it")
     return found

@@ -3,7 +3,8 @@ normalized and augmented as whole-batch tensor ops, channels-last for the convol
 in MNIST batches (outlier exposure) and the calibration that follows; test-time views; the test figures for training
 and `evaluate`; a user's pictures handed to `digitkit.reader`.
 
-Device rule: the batches move their tensors to the training device once, in their constructor; every helper below
+torch is imported inside the functions that use it, so that `digitkit predict --model m.onnx` (onnxruntime) runs
+without it. Device rule: the batches move their tensors to the training device once, in their constructor; every helper below
 takes the device from its inputs (the model's parameters, the logits), so no caller keeps two devices in step."""
 
 from __future__ import annotations
@@ -11,16 +12,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator
-
-import torch
-import torch.nn.functional as F
+from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
 from digitkit.data.registry import Augment
-from digitkit.data.transforms import augment as augment_batch
-from digitkit.data.transforms import normalize, shifted
-from digitkit.device import model_device
-from digitkit.training.distributed import World, shard
+
+if TYPE_CHECKING:  # torch itself is imported where it runs: reading pictures with an ONNX model never needs it
+    import torch
+
+    from digitkit.training.distributed import World
 
 
 @dataclass
@@ -30,6 +29,11 @@ class Normalization:
 
 
 def _to_input(x: torch.Tensor, norm: Normalization, device: torch.device, aug: Augment | None = None) -> torch.Tensor:
+    import torch
+
+    from digitkit.data.transforms import augment as augment_batch
+    from digitkit.data.transforms import normalize
+
     x = x.to(device, non_blocking=True)
     if aug is not None:
         x = augment_batch(x.float() / 255.0, aug)
@@ -44,6 +48,10 @@ def tta_views(hflip: bool) -> list[str]:
 def augmented_logits(model: torch.nn.Module, x: torch.Tensor, tta: list[str] | tuple[str, ...] = ()) -> torch.Tensor:
     """Mean logits over test-time views of a normalized batch: as is, mirrored ("flip"), and moved one pixel
     up-left and down-right ("shift", half weight each). No views: the plain logits."""
+    import torch
+
+    from digitkit.data.transforms import shifted
+
     views = [(x, 1.0)]
     if "flip" in tta:
         views.append((x.flip(3), 1.0))
@@ -59,11 +67,22 @@ def augmented_logits(model: torch.nn.Module, x: torch.Tensor, tta: list[str] | t
     return out
 
 
-@torch.inference_mode()
 def logits_for(model: torch.nn.Module, x: torch.Tensor, norm: Normalization, batch_size: int = 1000,
                tta: list[str] | tuple[str, ...] = ()) -> torch.Tensor:
     """Logits for a whole uint8 tensor (on any device), in bounded batches run where the model is, averaged over
     the `tta` views; they stay on the model's device."""
+    import torch
+
+    with torch.inference_mode():
+        return _logits_for(model, x, norm, batch_size, tta)
+
+
+def _logits_for(model: torch.nn.Module, x: torch.Tensor, norm: Normalization, batch_size: int,
+                tta: list[str] | tuple[str, ...]) -> torch.Tensor:
+    import torch
+
+    from digitkit.device import model_device
+
     model.eval()
     device = model_device(model)
     out = [augmented_logits(model, _to_input(x[i : i + batch_size], norm, device), tta) for i in range(0, len(x), batch_size)]
@@ -72,6 +91,8 @@ def logits_for(model: torch.nn.Module, x: torch.Tensor, norm: Normalization, bat
 
 def loss_and_accuracy(logits: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
     """Mean cross-entropy and accuracy, computed where the logits are (the labels follow them)."""
+    import torch.nn.functional as F
+
     if len(y) == 0:
         return float("nan"), float("nan")
     y = y.to(logits.device)
@@ -105,7 +126,13 @@ class ImageBatches:
     def set_epoch(self, epoch: int, epochs: int) -> None:
         pass
 
-    def train_batches(self, batch_size: int, order: torch.Generator | None = None, world: World = World()) -> Iterator[tuple[torch.Tensor, torch.Tensor, int]]:
+    def train_batches(self, batch_size: int, order: torch.Generator | None = None, world: World | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor, int]]:
+        import torch
+
+        from digitkit.training.distributed import World
+        from digitkit.training.distributed import shard
+
+        world = world or World()
         perm = torch.randperm(len(self.train_x), generator=order).to(self.device)
         for start in range(0, len(perm), batch_size):
             idx = perm[start : start + batch_size]
@@ -120,6 +147,8 @@ class ImageBatches:
             yield _to_input(x, self.norm, self.device, self.aug), y, len(idx)
 
     def loss(self, model, inputs, targets, label_smoothing):
+        import torch.nn.functional as F
+
         logits = model(inputs)
         if self.outliers is None:
             loss = F.cross_entropy(logits, targets, label_smoothing=label_smoothing)
@@ -136,6 +165,8 @@ class ImageBatches:
 
 
 def split_holdout(x: torch.Tensor, y: torch.Tensor, val_split: float, seed: int):
+    import torch
+
     g = torch.Generator().manual_seed(seed)
     order = torch.randperm(len(x), generator=g)
     n_val = int(round(len(x) * val_split))
@@ -167,6 +198,8 @@ class ImageTask:
         return {"in_channels": spec.channels, "num_classes": len(spec.classes), "image_size": spec.size}
 
     def prepare(self, cfg: Any, folder: Path, device: torch.device, allow_download: bool, reporter: Any) -> Any:
+        import torch
+
         from digitkit.data.registry import get_dataset, load
         from digitkit.tasks import Prepared, model_config
 
@@ -234,6 +267,8 @@ class ImageTask:
 
     def evaluate(self, ckpt: Any, path: Path, model: torch.nn.Module, folder: Path, batch_size: int,
                  allow_download: bool, reporter: Any, dataset: str | None = None) -> Any:
+        import torch
+
         from digitkit.data.registry import get_dataset, load
         from digitkit.errors import DataError
         from digitkit.metrics import calibration_error, confusion_matrix, per_class
@@ -256,6 +291,8 @@ class ImageTask:
         )
 
     def export_io(self, ckpt: Any) -> Any:
+        import torch
+
         from digitkit.export import IO
 
         c, s = int(ckpt.input["channels"]), int(ckpt.input["size"])
@@ -269,6 +306,8 @@ class ImageTask:
 
     def export_check(self, ckpt: Any, folder: Path, allow_download: bool, limit: int | None) -> tuple[Iterator[tuple], str]:
         """Batches of the model's inputs made from its dataset's test images, and what they are."""
+        from digitkit.data.transforms import normalize
+
         from digitkit.data.registry import get_dataset, load
 
         spec = get_dataset(ckpt.dataset)
@@ -279,7 +318,7 @@ class ImageTask:
     def export_decisions(self, outputs: tuple[torch.Tensor, ...]) -> list[int]:
         return outputs[0].argmax(1).tolist()
 
-    def classify(self, ckpt: Any, sources: Iterable[Any], device: torch.device, top_k: int, batch_size: int,
+    def classify(self, ckpt: Any, sources: Iterable[Any], device: Any, top_k: int, batch_size: int,
                  min_confidence: float | None = None, save_input: Any = None) -> Iterator[Any]:
         """Pictures (paths, PIL images, arrays, tensors) -> a `reader.Prediction` or a `Failure` each, in order."""
         from digitkit.reader import Reader
