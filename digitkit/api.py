@@ -80,6 +80,9 @@ def train(
         previous = ckpt_io.load(resume)
         if previous.train_state is None:
             raise CheckpointError(f"{resume}: holds no training state to resume from (it was saved for deployment only)")
+        problem = ckpt_io.train_state_problem(previous.train_state)
+        if problem:
+            raise CheckpointError(f"{resume}: training state is damaged ({problem})")
         cfg = config.resumed(previous, options, dataset)
         out = Path(out) if out is not None else Path(resume)
         ts = previous.train_state

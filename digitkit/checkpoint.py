@@ -239,6 +239,8 @@ def _finite(value: Any) -> bool:
 
 
 _IMPLEMENTATION = ("fused", "foreach", "capturable", "differentiable")
+_GROUP_NUMBERS = ("lr", "initial_lr", "max_lr", "min_lr", "eps", "weight_decay", "momentum", "dampening",
+                  "base_momentum", "max_momentum")
 
 
 def training_tensors(model: Any, optimizer: Any) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -257,15 +259,43 @@ def training_tensors(model: Any, optimizer: Any) -> tuple[dict[str, Any], dict[s
     return tensors, {"param_groups": sd["param_groups"], "plain": plain}
 
 
+def train_state_problem(state: Any) -> str:
+    """What is wrong with a checkpoint's training state before a resume relies on it ('' when nothing): the
+    fields and kinds `--resume` reads. (Values inside the scheduler and optimizer states are checked by loading
+    them, in `restore_training`.)"""
+    if not isinstance(state, dict):
+        return "it is not an object"
+    epoch = state.get("epoch")
+    if isinstance(epoch, bool) or not isinstance(epoch, int) or not 0 <= epoch <= 1_000_000:
+        return f"epoch {epoch!r} is not a count of epochs"
+    if not isinstance(state.get("status", ""), str) or not isinstance(state.get("stop_reason", ""), str):
+        return "status and stop_reason must be text"
+    for key in ("scheduler", "early_stopping", "optimizer"):
+        if not isinstance(state.get(key), dict):
+            return f"{key} must be an object"
+    early = state["early_stopping"]
+    if not (early.get("best") is None or _finite(early.get("best"))) or not all(
+            isinstance(early.get(k, 0), int) and not isinstance(early.get(k, 0), bool) and early.get(k, 0) >= 0
+            for k in ("best_epoch", "bad_epochs")):
+        return "early_stopping holds values that are not a loss and epoch counts"
+    if not isinstance(state["optimizer"].get("param_groups"), list):
+        return "optimizer has no parameter groups"
+    return ""
+
+
 def restore_training(ckpt: Checkpoint, path: Any, model: Any, optimizer: Any, scheduler: Any, early: Any) -> None:
     """Load a checkpoint's last weights, optimizer, schedule and early-stopping state into a fresh run's objects."""
+    problem = train_state_problem(ckpt.train_state)
+    if problem:
+        raise CheckpointError(f"{path}: training state is damaged ({problem})")
     try:
         model.load_state_dict({k[len("model."):]: v for k, v in ckpt.train_tensors.items() if k.startswith("model.")})
         restore_optimizer(optimizer, ckpt.train_tensors, ckpt.train_state["optimizer"])
         scheduler.load_state_dict(ckpt.train_state["scheduler"])
         early.load_state_dict(ckpt.train_state["early_stopping"])
-    except (RuntimeError, KeyError, ValueError) as exc:
-        raise CheckpointError(f"{path}: training state does not match its model ({exc})") from None
+    except (RuntimeError, KeyError, ValueError, TypeError, AttributeError, IndexError) as exc:
+        # torch's loaders take whatever the JSON held: a float where a list was, a string where a number was
+        raise CheckpointError(f"{path}: training state does not match its model ({type(exc).__name__}: {exc})") from None
 
 
 def restore_optimizer(optimizer: Any, tensors: dict[str, Any], meta: dict[str, Any]) -> None:
@@ -278,6 +308,15 @@ def restore_optimizer(optimizer: Any, tensors: dict[str, Any], meta: dict[str, A
             state.setdefault(int(idx), {})[key] = value
     for idx, slot in meta.get("plain", {}).items():
         state.setdefault(int(idx), {}).update(slot)
+    if len(meta["param_groups"]) != len(optimizer.param_groups):
+        raise ValueError(f"{len(meta['param_groups'])} parameter groups saved, the optimizer has {len(optimizer.param_groups)}")
+    for saved in meta["param_groups"]:
+        for key, value in saved.items():
+            numbers = value if key == "betas" else [value] if key in _GROUP_NUMBERS else []
+            if key == "betas" and not (isinstance(value, list) and len(value) == 2):
+                raise ValueError(f"betas {value!r} are not two numbers")
+            if not all(_finite(v) and v >= 0 for v in numbers):
+                raise ValueError(f"optimizer {key} {value!r} is not a finite, non-negative number")
     # how the update runs (fused kernels on CUDA, foreach on the CPU) belongs to this device, not the one that saved
     groups = [{**saved, **{k: mine[k] for k in _IMPLEMENTATION if k in mine}}
               for saved, mine in zip(meta["param_groups"], optimizer.param_groups)]
@@ -287,5 +326,7 @@ def restore_optimizer(optimizer: Any, tensors: dict[str, Any], meta: dict[str, A
         for param in group["params"]:
             slot = optimizer.state.get(param, {})
             for key, value in slot.items():
+                if torch.is_tensor(value) and value.ndim and value.shape != param.shape:  # a moment of another model
+                    raise ValueError(f"optimizer state {key} has shape {tuple(value.shape)}, its parameter {tuple(param.shape)}")
                 if torch.is_tensor(value) and value.shape == param.shape and value.stride() != param.stride():
                     slot[key] = torch.empty_like(param, dtype=value.dtype).copy_(value)
