@@ -208,3 +208,13 @@ def test_sample_rates_coprime_with_the_models_are_resampled_in_bounded_memory(tm
     proc = run_cli("transcribe", "absurd.wav", str(good), cwd=tmp_path)
     assert_one_line_error(proc, 1, "sample rate 2,147,483,647 Hz is outside")
     assert proc.stdout.startswith(str(good))
+
+
+def test_kill_9_never_corrupts_the_checkpoint_or_leaves_temp_files(tmp_path):
+    """A short run of bench/kill_soak.py (50 kills there): SIGKILL just after an epoch's checkpoint write began,
+    each time a checkpoint that loads, and no temp file once the next run has finished."""
+    sys.path.insert(0, str(REPO / "bench"))
+    from kill_soak import soak
+
+    counts = soak(3, tmp_path, seed=1, log=lambda line: None)
+    assert counts["loaded"] + counts["absent"] == 3 and counts["loaded"] >= 1
