@@ -144,9 +144,10 @@ def load(path: str | os.PathLike) -> Checkpoint:
     version = meta.get("format_version", "")
     if not version.isdigit() or len(version) > 6 or int(version) > FORMAT_VERSION:
         raise CheckpointError(f"{path}: checkpoint format {version!r} is newer than this digitkit understands; upgrade digitkit")
-    try:
+
+    def build() -> Checkpoint:
         fields = {k: json.loads(meta[k]) for k in _JSON_KEYS if k in meta}
-        ckpt = Checkpoint(
+        return Checkpoint(
             model_name=meta["model"],
             dataset=meta["dataset"],
             created=meta.get("created", ""),
@@ -161,6 +162,14 @@ def load(path: str | os.PathLike) -> Checkpoint:
             versions=fields.get("versions", {}),
             train_state=fields.get("train_state"),
         )
+
+    return _validated(path, build)
+
+
+def _validated(path: Path, build: Any) -> Checkpoint:
+    """`build()`'s checkpoint once its metadata has passed `_metadata_problem`; one line for anything damaged."""
+    try:
+        ckpt = build()
         problem = _metadata_problem(ckpt)
     except (KeyError, ValueError, TypeError, RecursionError) as exc:
         raise CheckpointError(f"{path}: digitkit metadata is damaged ({exc.__class__.__name__}: {exc})") from None
@@ -175,19 +184,12 @@ def _load_exported(path: Path, fmt: str) -> Checkpoint:
     model, meta = load_exported(path, fmt)
     if meta.get("format") != EXPORT_FORMAT:
         raise CheckpointError(f"{path}: not a model digitkit exported (no digitkit metadata in the file)")
-    try:
-        ckpt = Checkpoint(
-            model_name=meta["model_name"], dataset=meta["dataset"], created=meta.get("created", ""), weights={},
-            model_config=json.loads(meta["model_config"]), classes=json.loads(meta["classes"]),
-            input=json.loads(meta["input"]), metrics=json.loads(meta.get("metrics", "{}")),
-            versions=json.loads(meta.get("versions", "{}")), exported=model,
-        )
-        problem = _metadata_problem(ckpt)
-    except (KeyError, ValueError, TypeError, RecursionError) as exc:
-        raise CheckpointError(f"{path}: digitkit metadata is damaged ({exc.__class__.__name__}: {exc})") from None
-    if problem:
-        raise CheckpointError(f"{path}: digitkit metadata is damaged ({problem})")
-    return ckpt
+    return _validated(path, lambda: Checkpoint(
+        model_name=meta["model_name"], dataset=meta["dataset"], created=meta.get("created", ""), weights={},
+        model_config=json.loads(meta["model_config"]), classes=json.loads(meta["classes"]),
+        input=json.loads(meta["input"]), metrics=json.loads(meta.get("metrics", "{}")),
+        versions=json.loads(meta.get("versions", "{}")), exported=model,
+    ))
 
 
 _MODEL_NUMBER_LIMIT = 100_000  # no size in a model config of ours comes near it; 2e8 would allocate gigabytes
