@@ -121,57 +121,81 @@ def _paper(page: np.ndarray) -> np.ndarray:
     lifted = _max_filter(small, k)  # dilation: the ink disappears
     closed = -_max_filter(-lifted, k)  # erosion: the paper's edges and shadows come back where they were
     closed = np.maximum(closed, small)  # paper is never darker than the pixel on it
-    edged = np.pad(closed, ((1, 1), (1, 1), (0, 0)), mode="edge")
+    edged = closed
+    for axis in (0, 1):
+        edged = np.swapaxes(_edge_pad(np.swapaxes(edged, axis, -1), 1), axis, -1)
     smooth = sum(edged[dy : dy + closed.shape[0], dx : dx + closed.shape[1]] for dy in range(3) for dx in range(3)) / 9
-    return np.maximum(_bilinear(smooth.astype(np.float32), h, w), page)
+    smooth = smooth.astype(np.float32)
+    return np.maximum(_bilinear(smooth, h, w) if smooth.shape[:2] != (h, w) else smooth, page)
 
 
 def _area(x: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
     """[H, W, C] averaged down to [out_h, out_w, C], each output pixel the mean of the input pixels it covers
-    (the bins of an adaptive average pooling)."""
-    for axis, out in ((0, out_h), (1, out_w)):
-        n = x.shape[axis]
+    (the bins of an adaptive average pooling), as two small matrix products."""
+    def weights(n: int, out: int) -> np.ndarray:
         i = np.arange(out)
         start, end = (i * n) // out, -((-(i + 1) * n) // out)
-        total = np.cumsum(x, axis=axis, dtype=np.float64)
-        total = np.concatenate([np.zeros_like(np.take(total, [0], axis=axis)), total], axis=axis)
-        shape = [1] * x.ndim
-        shape[axis] = out
-        x = (np.take(total, end, axis=axis) - np.take(total, start, axis=axis)) / (end - start).reshape(shape)
-    return x.astype(np.float32)
+        cols = np.arange(n)
+        inside = (cols[None, :] >= start[:, None]) & (cols[None, :] < end[:, None])
+        return (inside / (end - start)[:, None]).astype(np.float32)
+
+    return _along(_along(x, weights(x.shape[0], out_h), 0), weights(x.shape[1], out_w), 1)
 
 
 def _bilinear(x: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
     """[h, w, C] resized to [out_h, out_w, C] by linear interpolation between pixel centres (edges held)."""
-    for axis, out in ((0, out_h), (1, out_w)):
-        n = x.shape[axis]
+    def weights(n: int, out: int) -> np.ndarray:
         src = np.maximum((np.arange(out) + 0.5) * (n / out) - 0.5, 0.0)
         lo = np.minimum(src.astype(np.int64), n - 1)
         hi = np.minimum(lo + 1, n - 1)
-        shape = [1] * x.ndim
-        shape[axis] = out
-        t = (src - lo).astype(np.float32).reshape(shape)
-        x = np.take(x, lo, axis=axis) * (1 - t) + np.take(x, hi, axis=axis) * t
-    return x
+        t = (src - lo).astype(np.float32)
+        w = np.zeros((out, n), np.float32)
+        np.add.at(w, (np.arange(out), lo), 1 - t)
+        np.add.at(w, (np.arange(out), hi), t)
+        return w
+
+    return _along(_along(x, weights(x.shape[0], out_h), 0), weights(x.shape[1], out_w), 1)
+
+
+def _along(x: np.ndarray, weights: np.ndarray, axis: int) -> np.ndarray:
+    """`weights` [out, n] applied along `axis` (of length n) of `x`: one matrix product."""
+    y = np.moveaxis(x, axis, 0)
+    out = (weights @ y.reshape(y.shape[0], -1)).reshape(weights.shape[0], *y.shape[1:])
+    return np.moveaxis(out, 0, axis)
 
 
 def _max_filter(x: np.ndarray, k: int) -> np.ndarray:
     """A k x k maximum filter (k odd) over the first two axes, edges repeated, as two 1-d passes (a square's max is
-    the max of its rows' maxima), each in O(1) per pixel whatever k (van Herk / Gil-Werman: running maxima within
-    blocks of k, forwards and backwards)."""
-    pad = k // 2
+    the max of its rows' maxima)."""
     for axis in (0, 1):
-        widths = [(0, 0)] * x.ndim
-        widths[axis] = (pad, pad)
-        y = np.moveaxis(np.pad(x, widths, mode="edge"), axis, -1)
-        n = y.shape[-1]
-        m = -(-n // k) * k
-        y = np.pad(y, [(0, 0)] * (y.ndim - 1) + [(0, m - n)], mode="edge")
-        blocks = y.reshape(*y.shape[:-1], m // k, k)
-        ahead = np.maximum.accumulate(blocks, axis=-1).reshape(y.shape)
-        behind = np.maximum.accumulate(blocks[..., ::-1], axis=-1)[..., ::-1].reshape(y.shape)
-        x = np.moveaxis(np.maximum(behind[..., : n - k + 1], ahead[..., k - 1 : n]), -1, axis)
+        y = np.swapaxes(x, axis, -1)
+        x = np.swapaxes(_running_max(_edge_pad(y, k // 2), k), axis, -1)
     return x
+
+
+def _edge_pad(y: np.ndarray, pad: int) -> np.ndarray:
+    """The last axis extended by `pad` copies of its first and last values (np.pad's "edge", without its overhead,
+    which dominated the filters on a digit-sized picture)."""
+    return np.concatenate([np.repeat(y[..., :1], pad, axis=-1), y, np.repeat(y[..., -1:], pad, axis=-1)], axis=-1)
+
+
+def _running_max(y: np.ndarray, k: int) -> np.ndarray:
+    """Maxima of every k consecutive values along the last axis ([..., n] -> [..., n - k + 1]): k shifted maxima for
+    a small k, else O(1) per value whatever k (van Herk / Gil-Werman: running maxima within blocks of k, forwards
+    and backwards)."""
+    n = y.shape[-1]
+    if k <= 8:
+        out = y[..., : n - k + 1]
+        for i in range(1, k):
+            out = np.maximum(out, y[..., i : n - k + 1 + i])
+        return out
+    m = -(-n // k) * k
+    if m > n:
+        y = np.concatenate([y, np.repeat(y[..., -1:], m - n, axis=-1)], axis=-1)
+    blocks = y.reshape(*y.shape[:-1], m // k, k)
+    ahead = np.maximum.accumulate(blocks, axis=-1).reshape(y.shape)
+    behind = np.maximum.accumulate(blocks[..., ::-1], axis=-1)[..., ::-1].reshape(y.shape)
+    return np.maximum(behind[..., : n - k + 1], ahead[..., k - 1 : n])
 
 
 def _mask_max_filter(mask: np.ndarray, k: int) -> np.ndarray:
