@@ -315,7 +315,7 @@ def restore_optimizer(optimizer: Any, tensors: dict[str, Any], meta: dict[str, A
     for saved in meta["param_groups"]:
         for key, value in saved.items():
             numbers = value if key == "betas" else [value] if key in _GROUP_NUMBERS else []
-            if key == "betas" and not (isinstance(value, list) and len(value) == 2):
+            if key == "betas" and not (isinstance(value, (list, tuple)) and len(value) == 2):
                 raise ValueError(f"betas {value!r} are not two numbers")
             if not all(_finite(v) and v >= 0 for v in numbers):
                 raise ValueError(f"optimizer {key} {value!r} is not a finite, non-negative number")
