@@ -31,7 +31,7 @@ def test_two_processes_match_one_and_only_rank_zero_writes(tmp_path):
     assert b["epochs_run"] == 3 and "2 processes" in two.stderr
     assert abs(a["test_accuracy"] - b["test_accuracy"]) <= 0.01, (a["test_accuracy"], b["test_accuracy"])
     assert sum(line.startswith("epoch=") for line in two.stderr.splitlines()) == 3  # one row per epoch, not per rank
-    assert sorted(p.name for p in two_dir.iterdir()) == ["model.safetensors"]
+    assert sorted(p.name for p in two_dir.iterdir()) == ["model.csv", "model.safetensors"]  # rank 0 writes, alone
 
 
 def test_checkpoints_resume_across_process_counts(tmp_path):
@@ -56,4 +56,4 @@ def test_speech_trains_with_two_processes(tmp_path):
                       "-o", "conv_channels=32", "--json", nproc=2)
     m = json.loads(proc.stdout.strip().splitlines()[-1])
     assert m["epochs_run"] == 2 and m["test_samples"] == 300
-    assert sorted(p.name for p in out.iterdir()) == ["model.safetensors"]
+    assert sorted(p.name for p in out.iterdir()) == ["model.csv", "model.safetensors"]
