@@ -293,11 +293,35 @@ def restore_training(ckpt: Checkpoint, path: Any, model: Any, optimizer: Any, sc
     try:
         model.load_state_dict({k[len("model."):]: v for k, v in ckpt.train_tensors.items() if k.startswith("model.")})
         restore_optimizer(optimizer, ckpt.train_tensors, ckpt.train_state["optimizer"])
+        odd = _unlike(scheduler.state_dict(), ckpt.train_state["scheduler"])
+        if odd:  # torch's schedulers take any values and fail steps later, mid-training
+            raise ValueError(f"scheduler {odd}")
         scheduler.load_state_dict(ckpt.train_state["scheduler"])
         early.load_state_dict(ckpt.train_state["early_stopping"])
     except (RuntimeError, KeyError, ValueError, TypeError, AttributeError, IndexError) as exc:
         # torch's loaders take whatever the JSON held: a float where a list was, a string where a number was
         raise CheckpointError(f"{path}: training state does not match its model ({type(exc).__name__}: {exc})") from None
+
+
+def _unlike(fresh: Any, saved: Any, where: str = "") -> str:
+    """Where `saved` (from JSON) differs in kind from a fresh object's state (`fresh`), or '': numbers for numbers,
+    flags for flags, lists of the same length, and so on down; keys a fresh state lacks are left to the loader."""
+    def kind(v: Any) -> str:
+        if isinstance(v, bool) or v is None:
+            return type(v).__name__
+        if isinstance(v, (int, float)):
+            return "number"
+        return "list" if isinstance(v, (list, tuple)) else type(v).__name__
+
+    if isinstance(fresh, dict) and isinstance(saved, dict):
+        return next((odd for key in fresh if key in saved for odd in [_unlike(fresh[key], saved[key], f"{where}.{key}".lstrip("."))] if odd), "")
+    if kind(fresh) == "list" and kind(saved) == "list":
+        if len(fresh) != len(saved):
+            return f"{where} has {len(saved)} values, not {len(fresh)}"
+        return next((odd for i, (a, b) in enumerate(zip(fresh, saved)) for odd in [_unlike(a, b, f"{where}[{i}]")] if odd), "")
+    if kind(fresh) != kind(saved) and kind(fresh) != "NoneType":  # a fresh None is a value not set yet
+        return f"{where} is {saved!r}, where a {kind(fresh)} belongs"
+    return ""
 
 
 def restore_optimizer(optimizer: Any, tensors: dict[str, Any], meta: dict[str, Any]) -> None:
