@@ -145,6 +145,7 @@ def test_word_bounds_follow_the_audio_around_each_spike():
 class _Ckpt:
     classes = [str(d) for d in range(10)]
     input = {"sample_rate": 8000, "n_mels": 40, "filler": True}
+    model_name, model_config = "lstm", {"num_tokens": 12}
 
     def build_model(self, device):
         from digitkit.models.speech import SpeechConfig, SpeechRecognizer
