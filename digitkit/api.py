@@ -137,6 +137,17 @@ def _checkpoint_path(checkpoint: str | os.PathLike | None, kind: str = "image") 
     return shipped(kind, name) if name else Path(checkpoint)
 
 
+def _model_for(model: str | os.PathLike | None, kind: str) -> tuple[Path, Any, Any]:
+    """(file, checkpoint, task) of the model a `kind` command runs: a file, a shipped model's name, or None for the
+    kind's default; a model of another kind is refused in one line."""
+    from digitkit import checkpoint as ckpt_io
+    from digitkit import tasks
+
+    path = _checkpoint_path(model, kind)
+    ckpt = ckpt_io.load(path)
+    return path, ckpt, tasks.for_checkpoint(ckpt, kind)
+
+
 def evaluate(
     checkpoint: str | os.PathLike | None = None,
     *,
@@ -207,8 +218,6 @@ def predict(
     paper) has label None. `min_confidence` is the least calibrated probability a character needs (default: the
     checkpoint's own, measured on its validation digits, for models trained to reject; else 0). `save_input` is a folder to write each model
     input (the 28x28 image the network saw) to, as PNG."""
-    from digitkit import checkpoint as ckpt_io
-    from digitkit import tasks
 
     if top_k < 1:
         raise DigitkitError("--top-k must be at least 1")
@@ -216,8 +225,7 @@ def predict(
         raise DigitkitError("--batch-size must be at least 1")
     if min_confidence is not None:
         min_confidence = _min_confidence(min_confidence)
-    ckpt = ckpt_io.load(_checkpoint_path(model))
-    task = tasks.for_checkpoint(ckpt, "image")
+    _, ckpt, task = _model_for(model, "image")
     return task.classify(ckpt, sources, device, top_k, batch_size, min_confidence, save_input)
 
 
@@ -245,8 +253,6 @@ def transcribe(
     at quiet points, so memory stays bounded however long the file is. A clip with other speech, no speech, or a
     word below `min_confidence` (default `recognize.DEFAULT_MIN_CONFIDENCE`) has transcript None. `plot` is a
     folder to draw each clip's waveform with its words and their times into (NAME.png)."""
-    from digitkit import checkpoint as ckpt_io
-    from digitkit import tasks
     from digitkit.device import pick_device
     from digitkit.errors import InputError
     from digitkit.recognize import Recognizer
@@ -254,8 +260,7 @@ def transcribe(
     if not 1 <= segment_seconds < 86400:
         raise DigitkitError("--segment-seconds must be at least 1 and finite")
     min_confidence = _min_confidence(min_confidence)
-    ckpt = ckpt_io.load(_checkpoint_path(model, "speech"))
-    tasks.for_checkpoint(ckpt, "speech")
+    _, ckpt, _ = _model_for(model, "speech")
     recognizer = Recognizer(ckpt, pick_device(device), segment_seconds, min_confidence)
     if plot is not None:
         from digitkit.atomic import folder_problem
@@ -301,8 +306,6 @@ def transcribe_stream(
 ) -> Iterator[Any]:
     """Transcribe a live WAV stream (header, then PCM, as `arecord -t wav` writes it) -> one `stream.Heard` per
     spoken string, each as soon as `pause_seconds` of quiet follows it; memory stays bounded however long it runs."""
-    from digitkit import checkpoint as ckpt_io
-    from digitkit import tasks
     from digitkit.device import pick_device
     from digitkit.recognize import Recognizer
     from digitkit.stream import transcribe_stream as run
@@ -310,8 +313,7 @@ def transcribe_stream(
     min_confidence = _min_confidence(min_confidence)
     if not 0.05 <= pause_seconds <= 10:
         raise DigitkitError("--pause must be between 0.05 and 10 seconds")
-    ckpt = ckpt_io.load(_checkpoint_path(model, "speech"))
-    tasks.for_checkpoint(ckpt, "speech")
+    _, ckpt, _ = _model_for(model, "speech")
     return run(Recognizer(ckpt, pick_device(device), min_confidence=min_confidence), stream, pause_seconds)
 
 

@@ -286,10 +286,8 @@ def train_state_problem(state: Any) -> str:
 
 
 def restore_training(ckpt: Checkpoint, path: Any, model: Any, optimizer: Any, scheduler: Any, early: Any) -> None:
-    """Load a checkpoint's last weights, optimizer, schedule and early-stopping state into a fresh run's objects."""
-    problem = train_state_problem(ckpt.train_state)
-    if problem:
-        raise CheckpointError(f"{path}: training state is damaged ({problem})")
+    """Load a checkpoint's last weights, optimizer, schedule and early-stopping state into a fresh run's objects
+    (a state `train_state_problem` has passed: `api.train` checks it before any work starts)."""
     try:
         model.load_state_dict({k[len("model."):]: v for k, v in ckpt.train_tensors.items() if k.startswith("model.")})
         restore_optimizer(optimizer, ckpt.train_tensors, ckpt.train_state["optimizer"])

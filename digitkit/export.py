@@ -13,9 +13,10 @@ from __future__ import annotations
 import json
 import time
 import warnings
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 from digitkit.errors import DigitkitError
 
@@ -76,13 +77,13 @@ def metadata(ckpt: Any, io: IO) -> dict[str, str]:
     }
 
 
-def _quiet():
+@contextmanager
+def _quiet() -> Iterator[None]:
     """torch warns about every TorchScript call (deprecated in favour of torch.export, which cannot take the speech
     models) and about RNN batch sizes our check covers: none of it is for the user."""
-    ctx = warnings.catch_warnings()
-    ctx.__enter__()
-    warnings.simplefilter("ignore")
-    return ctx
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
 
 
 def write_onnx(model: Any, io: IO, meta: dict[str, str], path: Path) -> None:
@@ -92,12 +93,9 @@ def write_onnx(model: Any, io: IO, meta: dict[str, str], path: Path) -> None:
         import onnx
     except ImportError:
         raise ExportError('ONNX export needs the onnx extra: pip install "digitkit[onnx]"') from None
-    ctx = _quiet()
-    try:
+    with _quiet():
         torch.onnx.export(model, io.example, str(path), input_names=list(io.inputs), output_names=list(io.outputs),
                           dynamic_axes=io.dynamic_axes, opset_version=17, dynamo=False)
-    finally:
-        ctx.__exit__(None, None, None)
     proto = onnx.load(str(path))
     for key, value in meta.items():
         entry = proto.metadata_props.add()
@@ -109,12 +107,9 @@ def write_onnx(model: Any, io: IO, meta: dict[str, str], path: Path) -> None:
 def write_torchscript(model: Any, io: IO, meta: dict[str, str], path: Path) -> None:
     import torch
 
-    ctx = _quiet()
-    try:
+    with _quiet():
         traced = torch.jit.trace(model, io.example, check_trace=False)
         torch.jit.save(traced, str(path), _extra_files={METADATA_FILE: json.dumps(meta)})
-    finally:
-        ctx.__exit__(None, None, None)
 
 
 class OnnxRunner:
@@ -141,9 +136,8 @@ class OnnxRunner:
         return self.session.run(None, dict(zip(self.inputs, arrays)))[0]
 
     def __call__(self, *args: Any) -> Any:
-        import torch
-
         import numpy as np
+        import torch
 
         feed = {name: np.ascontiguousarray(a.detach().cpu().numpy()) for name, a in zip(self.inputs, args)}
         out = [torch.from_numpy(o) for o in self.session.run(None, feed)]
@@ -171,13 +165,11 @@ def load_exported(path: Path, fmt: str) -> tuple[Callable[..., Any], dict[str, s
     import torch
 
     files = {METADATA_FILE: ""}
-    ctx = _quiet()
     try:
-        model = torch.jit.load(str(path), map_location="cpu", _extra_files=files)
+        with _quiet():
+            model = torch.jit.load(str(path), map_location="cpu", _extra_files=files)
     except (RuntimeError, ValueError) as exc:
         raise DigitkitError(f"{path}: not a TorchScript archive ({str(exc).strip().splitlines()[0][:200]})") from None
-    finally:
-        ctx.__exit__(None, None, None)
     raw = files[METADATA_FILE]
     return model, json.loads(raw) if raw else {}
 
@@ -211,22 +203,18 @@ def compare(reference: Any, exported: Callable[..., Any], batches: Iterable[tupl
 
     checked = agree = 0
     max_abs = max_prob = 0.0
-    ctx = _quiet()
-    try:
-        with torch.inference_mode():
-            for batch in batches:
-                ref, got = _outputs(reference(*batch)), _outputs(exported(*batch))
-                if ref[0].shape != got[0].shape:
-                    raise ExportError(f"the exported model's output has shape {tuple(got[0].shape)}, PyTorch's {tuple(ref[0].shape)}")
-                diff = (ref[0].float() - got[0].float()).abs()
-                max_abs = max(max_abs, float(diff.max()) if diff.numel() else 0.0)
-                probs = lambda o: torch.softmax(o.float(), -1)  # logits and log-probabilities alike
-                max_prob = max(max_prob, float((probs(ref[0]) - probs(got[0])).abs().max()) if diff.numel() else 0.0)
-                a, b = decide(ref), decide(got)
-                checked += len(a)
-                agree += sum(x == y for x, y in zip(a, b))
-    finally:
-        ctx.__exit__(None, None, None)
+    probs = lambda o: torch.softmax(o.float(), -1)  # logits and log-probabilities alike
+    with _quiet(), torch.inference_mode():
+        for batch in batches:
+            ref, got = _outputs(reference(*batch)), _outputs(exported(*batch))
+            if ref[0].shape != got[0].shape:
+                raise ExportError(f"the exported model's output has shape {tuple(got[0].shape)}, PyTorch's {tuple(ref[0].shape)}")
+            diff = (ref[0].float() - got[0].float()).abs()
+            max_abs = max(max_abs, float(diff.max()) if diff.numel() else 0.0)
+            max_prob = max(max_prob, float((probs(ref[0]) - probs(got[0])).abs().max()) if diff.numel() else 0.0)
+            a, b = decide(ref), decide(got)
+            checked += len(a)
+            agree += sum(x == y for x, y in zip(a, b))
     return checked, agree, max_abs, max_prob
 
 

@@ -174,18 +174,17 @@ class Reader:
         averaged (the one-pixel shifts with reflected edges, as `transforms.shifted`), a softmax at the temperature."""
         mean = np.asarray(self.norm.mean, np.float32).reshape(1, -1, 1, 1)
         std = np.asarray(self.norm.std, np.float32).reshape(1, -1, 1, 1)
+        from digitkit.tasks.image import test_views
+
         x = (images.astype(np.float32) / 255.0 - mean) / std
-        tta = self.ckpt.input.get("tta", [])
-        views = [(x, 1.0)]
-        if "flip" in tta:
-            views.append((x[..., ::-1], 1.0))
-        if "shift" in tta:
-            h, w = x.shape[-2:]
-            padded = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)), mode="reflect")
-            for d in (-1, 1):
-                moved = padded[..., 1 - d : 1 - d + h, 1 - d : 1 - d + w]
-                views += [(moved, 0.5), (moved[..., ::-1], 0.5)] if "flip" in tta else [(moved, 1.0)]
-        logits = sum(w * self.onnx.numpy(np.ascontiguousarray(v)) for v, w in views) / sum(w for _, w in views)
+        h, w = x.shape[-2:]
+        padded = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)), mode="reflect")  # room for one-pixel shifts
+        views = test_views(self.ckpt.input.get("tta", []))
+        logits = 0.0
+        for d, mirrored, weight in views:
+            view = padded[..., 1 - d : 1 - d + h, 1 - d : 1 - d + w]
+            logits = logits + weight * self.onnx.numpy(np.ascontiguousarray(view[..., ::-1] if mirrored else view))
+        logits = logits / sum(weight for _, _, weight in views)
         z = logits / self.temperature
         e = np.exp(z - z.max(axis=1, keepdims=True))
         return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
@@ -292,8 +291,6 @@ class Reader:
         character of a number), never overwriting one written earlier in this run."""
         if self.save_input is None:
             return
-        from PIL import Image
-
         from digitkit.errors import DigitkitError
 
         stem = Path(name).stem if not name.startswith("<") else name.strip("<>").replace(" ", "-")
@@ -303,11 +300,17 @@ class Reader:
             k += 1
             candidate = f"{base}.{k}"
         self._saved.add(candidate)
-        pixels = array.transpose(1, 2, 0) if array.shape[0] == 3 else array[0]
         try:
-            Image.fromarray(pixels).save(self.save_input / f"{candidate}.png")
+            input_picture(array).save(self.save_input / f"{candidate}.png")
         except OSError as exc:  # the disk filled up, the folder went away: every later picture would fail too
             raise DigitkitError(f"--save-input {self.save_input}: cannot write ({exc.strerror or exc})") from None
+
+
+def input_picture(array: np.ndarray):
+    """A model input ([1 or 3, H, W] uint8) as the PIL image it shows."""
+    from PIL import Image
+
+    return Image.fromarray(array.transpose(1, 2, 0) if array.shape[0] == 3 else array[0])
 
 
 @dataclass

@@ -60,21 +60,15 @@ class Models:
     `recognize.Recognizer`), each loaded once."""
 
     def __init__(self, image_model: Any = None, speech_model: Any = None, device: str = "cpu"):
-        from digitkit import checkpoint as ckpt_io
-        from digitkit import tasks
-        from digitkit.api import _checkpoint_path
+        from digitkit.api import _model_for
         from digitkit.device import pick_device
         from digitkit.reader import Reader
         from digitkit.recognize import DEFAULT_MIN_CONFIDENCE, Recognizer
 
         dev = pick_device(device)
-        path = _checkpoint_path(image_model, "image")
-        ckpt = ckpt_io.load(path)
-        tasks.for_checkpoint(ckpt, "image")
+        path, ckpt, _ = _model_for(image_model, "image")
         self.image = Loaded(Reader(ckpt, dev, top_k=len(ckpt.classes)), threading.Lock(), _about(path, ckpt))
-        path = _checkpoint_path(speech_model, "speech")
-        ckpt = ckpt_io.load(path)
-        tasks.for_checkpoint(ckpt, "speech")
+        path, ckpt, _ = _model_for(speech_model, "speech")
         self.speech = Loaded(Recognizer(ckpt, dev, min_confidence=DEFAULT_MIN_CONFIDENCE), threading.Lock(),
                              _about(path, ckpt))
         self._warm_up()
@@ -129,11 +123,10 @@ class Models:
 def _png_data_url(array: Any) -> str | None:
     if array is None:
         return None
-    from PIL import Image
+    from digitkit.reader import input_picture
 
-    pixels = array.transpose(1, 2, 0) if array.shape[0] == 3 else array[0]
     buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="PNG")
+    input_picture(array).save(buffer, format="PNG")
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 

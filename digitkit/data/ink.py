@@ -80,7 +80,7 @@ def _fill_thin_gaps(ink: np.ndarray, height: int, width: float, least: float = 0
     mostly blurred away; and the fill is only made where the insides so found are at least `least` of the writing.
     -> whether anything changed."""
     k = max(3, int(width * height) | 1)
-    closed = ~_mask_max_filter(~_mask_max_filter(ink > threshold, k), k)
+    closed = ~_max_filter(~_max_filter(ink > threshold, k), k)
     filled = closed & (ink <= threshold)
     # in outline lettering the insides of the strokes are about as large as the lines around them; in a plain digit
     # the closing only pinches the narrow mouths of a 4, 5 or 3, which must stay open
@@ -198,13 +198,9 @@ def _running_max(y: np.ndarray, k: int) -> np.ndarray:
     return np.maximum(behind[..., : n - k + 1], ahead[..., k - 1 : n])
 
 
-def _mask_max_filter(mask: np.ndarray, k: int) -> np.ndarray:
-    return _max_filter(mask, k)
-
-
 def grow(mask: np.ndarray, radius: int) -> np.ndarray:
     """A boolean mask dilated by `radius` pixels (a square neighbourhood)."""
-    return _mask_max_filter(mask, 2 * radius + 1)
+    return _max_filter(mask, 2 * radius + 1)
 
 
 def components(mask: np.ndarray) -> tuple[np.ndarray, int]:

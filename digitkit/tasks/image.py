@@ -45,23 +45,31 @@ def tta_views(hflip: bool) -> list[str]:
     return ["flip", "shift"] if hflip else ["shift"]
 
 
+def test_views(tta: list[str] | tuple[str, ...]) -> list[tuple[int, bool, float]]:
+    """(shift, mirrored, weight) of each test-time view: as is, mirrored ("flip"), and moved one pixel up-left and
+    down-right ("shift", edges reflected; half weight each when mirrored too). The torch path here and the numpy
+    path of an ONNX model (`reader`) both average these."""
+    views = [(0, False, 1.0)]
+    if "flip" in tta:
+        views.append((0, True, 1.0))
+    if "shift" in tta:
+        for d in (-1, 1):
+            views += [(d, False, 0.5), (d, True, 0.5)] if "flip" in tta else [(d, False, 1.0)]
+    return views
+
+
 def augmented_logits(model: torch.nn.Module, x: torch.Tensor, tta: list[str] | tuple[str, ...] = ()) -> torch.Tensor:
-    """Mean logits over test-time views of a normalized batch: as is, mirrored ("flip"), and moved one pixel
-    up-left and down-right ("shift", half weight each). No views: the plain logits."""
+    """Mean logits over the test-time views (`test_views`) of a normalized batch. No views: the plain logits."""
     import torch
 
     from digitkit.data.transforms import shifted
 
-    views = [(x, 1.0)]
-    if "flip" in tta:
-        views.append((x.flip(3), 1.0))
-    if "shift" in tta:
-        for d in (-1, 1):
-            moved = shifted(x, d, d)
-            views += [(moved, 0.5), (moved.flip(3), 0.5)] if "flip" in tta else [(moved, 1.0)]
-    total = sum(w for _, w in views)
+    views = test_views(tta)
+    total = sum(weight for _, _, weight in views)
     out = None
-    for view, weight in views:
+    for d, mirrored, weight in views:
+        view = shifted(x, d, d)
+        view = view.flip(3) if mirrored else view
         logits = model(view.contiguous(memory_format=torch.channels_last)).float() * (weight / total)
         out = logits if out is None else out + logits
     return out
