@@ -8,7 +8,8 @@ start-up cost of the CLI, against `python -c "import torch"`.
    onnxruntime (the onnx extra), and the ratio of the two.
 2. End-to-end `api.predict` on PNG files (decode, MNIST-style preprocessing, batched forward).
 3. Process wall times, alternating in one loop: `python -c "import torch"`, `digitkit --help`,
-   `digitkit predict one.png`, and the same with `--model mnist-cnn.onnx`; medians and ratios.
+   `digitkit predict one.png`, the same with `--model mnist-cnn.onnx`, and `digitkit info` / `models` /
+   `datasets`; medians and ratios.
 """
 
 from __future__ import annotations
@@ -124,6 +125,9 @@ def main() -> None:
             "digitkit --help": [sys.executable, "-m", "digitkit", "--help"],
             "digitkit predict one.png": [sys.executable, "-m", "digitkit", "predict", str(digit)],
             "predict --model .onnx": [sys.executable, "-m", "digitkit", "predict", "--model", str(onnx_model), str(digit)],
+            "digitkit info": [sys.executable, "-m", "digitkit", "info", str(onnx_model)],
+            "digitkit models": [sys.executable, "-m", "digitkit", "models"],
+            "digitkit datasets": [sys.executable, "-m", "digitkit", "datasets", "--data-dir", str(args.data_dir)],
         }
         times: dict[str, list[float]] = {name: [] for name in commands}
         for _ in range(args.repeats):
