@@ -9,7 +9,8 @@ below is on inputs outside the training distribution. Sections, each with the sa
 (the paper's colour taken from the picture's border, everything darker kept as ink, as digitkit read pictures before):
 
 1. single digits, photo-like and clean: accuracy;
-2. non-digits (letters unlike any digit, symbols, scribbles, blank paper): share reported as not recognised;
+2. non-digits (letters unlike any digit, symbols, scribbles, blank paper, words of such letters): share reported as
+   not recognised;
 3. the 10,000 MNIST test digits through the same reading: share accepted, and accuracy;
 4. numbers of 2-8 digits, clean and photo-like: share read exactly;
 5. time per picture.
@@ -96,6 +97,11 @@ def non_digits_section(model, ckpt, per_kind: int, seed: int) -> None:
                     for _ in range(per_kind)],
         "scribbles": [scribble(rng) for _ in range(per_kind)],
         "blank paper": [blank(rng) for _ in range(per_kind)],
+        # several letters in a row: a number's characters are read with the help of each other (reader._result),
+        # so letters side by side must still not pass for one
+        "words of 2-6 letters": [render("".join(rng.choice(LETTERS) for _ in range(rng.randint(2, 6))),
+                                        photo(rng, rng.choice(fonts())), seed=rng.randint(0, 2**31))
+                                 for _ in range(per_kind)],
     }
     total = rejected_all = 0
     for kind, images in kinds.items():

@@ -43,6 +43,9 @@ class TrainConfig:
     outliers: bool = option(True, "Digits (mnist): also train on made-up non-digits (pen strokes, two digits in one box, "
                             "typeset letters and symbols) given no confident class, so predict can reject letters, "
                             "symbols and scribbles.")
+    styles: bool = option(False, "Digits (mnist): also train on copies of some training digits drawn as other hands "
+                          "and signs write them (slashed zeros, barred sevens, outline lettering); reads those better "
+                          "at about 0.07 points of MNIST test accuracy.")
     tta: bool = option(False, "Images: score the test set, and later evaluate/predict, on mirrored and 1-pixel-shifted "
                        "copies too.")
     seed: int = option(0, "The same seed on the same machine gives the same run, bit for bit.")

@@ -148,9 +148,11 @@ def test_training_with_outliers_writes_what_rejection_needs(tmp_path, data_dir, 
     ckpt_meta = __import__("digitkit.checkpoint", fromlist=["load"]).load(small_mnist.checkpoint).input
     assert ckpt_meta["rejects"] and "temperature" in ckpt_meta and "min_confidence" in ckpt_meta
     plain = api.train("mnist", out=tmp_path / "plain.safetensors", data_dir=data_dir, limit=2000, epochs=1,
-                      outliers=False)
-    meta = __import__("digitkit.checkpoint", fromlist=["load"]).load(plain.checkpoint).input
+                      outliers=False, styles=True)  # and with digits in other hands' styles (data/styles.py)
+    loaded = __import__("digitkit.checkpoint", fromlist=["load"]).load(plain.checkpoint)
+    meta = loaded.input
     assert not meta["rejects"] and "min_confidence" not in meta and "temperature" in meta
+    assert loaded.train_config["styles"] is True
     assert "test_calibration_error" in plain.metrics
 
 
@@ -215,3 +217,83 @@ def test_the_issues_examples():
     require(FONT.is_file(), f"the DejaVu Sans font ({FONT})", "fonts-dejavu-core")
     results = list(api.predict([render(text, clean(str(FONT))) for text in ("A", ":)", "42")]))
     assert [r.label for r in results] == [None, None, "42"], [(r.label, r.confidence) for r in results]
+
+
+def test_paper_in_deep_shadow_is_still_paper():
+    """Grey paper under a hand's shadow: the border is darker than mid-grey, yet the writing is the dark part. The
+    border alone read such pages inverted, the ground around the digits as ink."""
+    from conftest import FONT
+    from digitkit.data import ink
+    from photos import Look
+
+    require(FONT.is_file(), f"the DejaVu Sans font ({FONT})", "fonts-dejavu-core")
+    look = Look(font=str(FONT), paper=(150, 148, 140), ink=(20, 20, 30), light=0.75, light_angle=0.3, shadow=0.6,
+                size=90, noise=3)
+    texts = ["3606", "68", "00", "7", "1492"]
+    images = [render(t, look, seed=i) for i, t in enumerate(texts)]
+    for img in images:
+        gray = np.asarray(img.convert("L"), dtype=np.float32) / 255
+        assert ink.border_is_light(gray) is False  # the case: the border says "dark ground"
+        assert ink._light_ground(gray) is True
+        assert ink._light_ground(1 - gray) is False  # light writing on a dark grey board
+    assert [r.label for r in api.predict(images)] == texts
+    assert ink._light_ground(np.zeros((28, 28), np.float32)) is False  # MNIST-like: the border decides
+    assert ink._light_ground(np.full((160, 160), 0.45, np.float32)) is False  # blank grey: the border decides
+
+
+def test_outline_lettering_and_bold_digits():
+    """Digits drawn as outlines are read with their strokes filled in; bold digits, whose small counters look like
+    an outline's insides, are read as found. The reading that is read with more confidence wins."""
+    from PIL import ImageDraw, ImageFont
+
+    from conftest import FONT
+    from digitkit.data.ink import read_page
+
+    require(FONT.is_file(), f"the DejaVu Sans font ({FONT})", "fonts-dejavu-core")
+    font = ImageFont.truetype(str(FONT), 110)
+    outlines = []
+    for d in range(10):
+        img = Image.new("L", (200, 200), 255)
+        ImageDraw.Draw(img).text((100, 100), str(d), font=font, anchor="mm", fill=255, stroke_width=4, stroke_fill=0)
+        outlines.append(img)
+    assert all(read_page(img).others for img in outlines[:1])  # the fill was tried
+    labels = [r.label for r in api.predict(outlines)]
+    # 8 of 10: a 6 or 9 whose counter is as narrow as its strokes' insides fills up and reads as an 8
+    assert sum(lab == str(d) for d, lab in enumerate(labels)) >= 8, labels
+    heavy = []
+    for t in ("8", "06", "4071"):
+        img = Image.new("L", (120 + 70 * len(t), 200), 255)
+        ImageDraw.Draw(img).text((img.width // 2, 100), t, font=font, anchor="mm", fill=0, stroke_width=5,
+                                 stroke_fill=0)
+        heavy.append(img)
+    assert [r.label for r in api.predict(heavy)] == ["8", "06", "4071"]
+
+
+def test_a_doubtful_character_among_confident_digits_is_read():
+    """In a number read with confidence as a whole, a character needs half the minimum confidence; alone, or in a
+    number that is doubtful as a whole, the full minimum. Words of letters stay not recognised."""
+    from digitkit import checkpoint
+    from digitkit.reader import Reader, _Mark, _Piece, _Plan
+    from digitkit.weights import shipped
+
+    reader = Reader(checkpoint.load(shipped("image")))
+    bar = reader.min_confidence
+    assert bar > 0.2
+
+    def mark(digit: int, p: float) -> _Mark:
+        probs = np.full(10, (1 - p) / 9, np.float32)
+        probs[digit] = p
+        return _Mark(_Piece(np.zeros((1, 28, 28), np.uint8), [0, 0, 1, 1], None, probs))
+
+    def read(*marks: _Mark):
+        return reader._result(_Plan("x", None, list(marks))).label
+
+    assert read(mark(4, 0.99), mark(0, 0.7 * bar), mark(7, 0.99), mark(1, 0.99)) == "4071"
+    assert read(mark(0, 0.7 * bar)) is None
+    assert read(mark(4, 0.7 * bar), mark(0, 0.7 * bar)) is None  # doubtful as a whole
+    assert read(mark(4, 0.99), mark(0, 0.3 * bar), mark(7, 0.99)) is None  # below half the bar
+    rng = random.Random(5)
+    words = [render("".join(rng.choice(LETTERS) for _ in range(rng.randint(2, 6))), clean(str(fonts()[i % 4])))
+             for i in range(12)]
+    labels = [r.label for r in api.predict(words)]
+    assert labels.count(None) >= 11, labels

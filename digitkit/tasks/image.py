@@ -229,6 +229,13 @@ class ImageTask:
             outliers = not_digits(train_x, max(1000, len(train_x) // 3), seed=cfg.seed)
             reporter.info(f"{len(outliers):,} made-up non-digits (pen strokes, digit pairs, typeset letters and "
                           "symbols) to learn rejection from")
+        if cfg.styles and spec.preprocess == "mnist":
+            from digitkit.data.styles import styled
+
+            extra_x, extra_y = styled(train_x, train_y, seed=cfg.seed)
+            train_x, train_y = torch.cat([train_x, extra_x]), torch.cat([train_y, extra_y])
+            reporter.info(f"{len(extra_y):,} copies of training digits as other hands write them (slashed zeros, "
+                          "barred sevens, outlines)")
         batches = ImageBatches(train_x, train_y, val_x, val_y, norm, spec.augment if cfg.augment else None, device,
                                outliers)
         tta = tta_views(spec.augment.hflip) if cfg.tta else []
