@@ -204,32 +204,45 @@ class Reader:
                 name = source_name(source, index)
                 index += 1
                 try:
-                    plans.append(self._plans(name, to_image(source, name)))
+                    plans.append([self._first_plan(name, to_image(source, name))])
                 except InputError as exc:
                     plans.append(Failure(name, str(exc)))
-            self._score([p for options in plans if not isinstance(options, Failure) for p in options])
+            readings = [options for options in plans if not isinstance(options, Failure)]
+            self._score([options[0] for options in readings])
+            self._score([plan for options in readings for plan in self._add_filled(options)])
             for options in plans:
                 yield options if isinstance(options, Failure) else self._result(self._choose(options))
 
     # --- one picture ---------------------------------------------------------------------------------------------
 
-    def _plans(self, name: str, img) -> list["_Plan"]:
-        """The ways to read a picture: its page as found, and with outlines filled in where it may hold some."""
+    def _first_plan(self, name: str, img) -> "_Plan":
+        """A picture read as found: its page's marks for a digit model, else the whole picture."""
         from digitkit.data.preprocess import to_input
 
         if not self.pages:
-            return [_Plan(name, None, [_Mark(_Piece(to_input(img, self.ckpt.input, name=name), [0, 0, *img.size]))])]
+            return _Plan(name, None, [_Mark(_Piece(to_input(img, self.ckpt.input, name=name), [0, 0, *img.size]))])
         from digitkit.data.ink import read_page
 
-        page = read_page(img)
-        return [self._plan(name, p) for p in (page, *page.others)]
+        return self._plan(name, read_page(img))
+
+    def _add_filled(self, options: list["_Plan"]) -> list["_Plan"]:
+        """For a page not read with confidence, its readings with outlines filled in, appended to `options`
+        (and returned, to be scored). A page read surely as found is left as it is: no fill needs trying."""
+        from digitkit.data.ink import filled_pages
+
+        found = options[0]
+        if found.page is None or not found.marks or _least_confidence(found) >= _FILLED_SURE:
+            return []
+        more = [self._plan(found.name, page) for page in filled_pages(found.page)]
+        options += more
+        return more
 
     def _choose(self, plans: list["_Plan"]) -> "_Plan":
         """The page as found, or a reading of it with outlines filled in where that reads better and each of its
         characters is read with confidence of at least _FILLED_SURE: trying more readings of a picture gives a
         non-digit more chances to pass, so a filled-in one has a higher bar to clear."""
         found, *others = plans
-        sure = [p for p in others if p.marks and min(c.confidence for c in p.reading()[1]) >= _FILLED_SURE]
+        sure = [p for p in others if p.marks and _least_confidence(p) >= _FILLED_SURE]
         return max([found, *sure], key=_Plan.score)
 
     def _plan(self, name: str, page) -> "_Plan":
@@ -373,6 +386,11 @@ class _Mark:
             if options:
                 best[j] = max(options, key=lambda o: o[0])
         return best[last] if last in best else (_price(self.whole), [self.whole])
+
+
+def _least_confidence(plan: "_Plan") -> float:
+    """The confidence of the least sure character of a plan's best reading."""
+    return min(p.confidence for p in plan.reading()[1])
 
 
 def _mean_confidence(pieces: list[_Piece]) -> float:

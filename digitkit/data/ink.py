@@ -8,13 +8,13 @@ colour channel (blue or red pen on white paper is dark in the other channels). T
 paper's own spread. Marks are connected components of that map; pieces stacked above one another are one character
 (a 5 with its flag apart, a 4 in two strokes), and a small piece beside a character joins it; specks, smudges,
 underlines and marks cut by the frame are dropped. Wide marks get candidate cuts (`cut_candidates`) for the reader
-to try. Where the writing may be outline lettering, the page is also given with the insides of its strokes filled
-in at several widths (`Page.others`), for the reader to keep whichever reads best.
+to try. Where the writing may be outline lettering, `filled_pages` gives the page with the insides of its strokes
+filled in at several widths, for the reader to keep whichever reads best.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -50,10 +50,6 @@ class Page:
     ink: np.ndarray  # float32 [H, W] in [0, 1]: 1 is full-strength ink
     marks: list[Mark]  # left to right
     scale: float  # working page pixels per original pixel
-    # the same picture read other ways (outlines filled in by closings of several widths, or not): a bold digit's
-    # small counters can pass for outline lettering, and how wide an outline's inside is depends on the font, so
-    # the reader reads each and keeps the one it reads with the most confidence
-    others: list["Page"] = field(default_factory=list)
 
     def box_in_original(self, box: tuple[int, int, int, int]) -> list[int]:
         return [int(round(v / self.scale)) for v in box]
@@ -74,13 +70,19 @@ def read_page(img) -> Page:
     if not _light_ground(page.mean(axis=2)):
         page = 1.0 - page
     ink = _ink(page)
-    marks = find_marks(ink)
-    found = Page(ink=ink, marks=marks, scale=scale)
-    height = max((m.height for m in marks), default=0)
-    for width in _OUTLINE_WIDTHS if marks else ():
-        filled = ink.copy()
+    return Page(ink=ink, marks=find_marks(ink), scale=scale)
+
+
+def filled_pages(page: Page) -> list[Page]:
+    """The page with the insides of outline strokes filled in, one for each width tried (where that width finds
+    any): a bold digit's small counters can pass for outline lettering, and how wide an outline's inside is depends
+    on the font, so the reader reads each beside the page as found and keeps the one it reads best."""
+    height = max((m.height for m in page.marks), default=0)
+    found = []
+    for width in _OUTLINE_WIDTHS if page.marks else ():
+        filled = page.ink.copy()
         if _fill_thin_gaps(filled, height, width):
-            found.others.append(Page(ink=filled, marks=find_marks(filled), scale=scale))
+            found.append(Page(ink=filled, marks=find_marks(filled), scale=page.scale))
     return found
 
 
