@@ -7,8 +7,11 @@ and not read with confidence (touching digits, "71" in one stroke), is also read
 confidences multiply to the most wins (recognition-driven segmentation), each piece costing a factor so a confident
 0 stays whole rather than becoming two confident 1s. A character whose probability (temperature-calibrated where
 the checkpoint holds a temperature) is below the minimum confidence is not recognised, and neither is the picture
-then. A model trained with made-up non-digits (`train --outliers`, the default for mnist) holds its own minimum,
-measured on its validation digits; other models reject nothing unless asked.
+then; in a number that reads with confidence as a whole, a character needs half of it. A page not read with
+confidence as found is also read with outline strokes filled in (`ink.filled_pages`), and a filled-in reading wins
+where it reads better and every character of it is sure. A model trained with made-up non-digits (`train
+--outliers`, the default for mnist) holds its own minimum, measured on its validation digits; other models reject
+nothing unless asked.
 
 Other image models (clothing, small photos) see the whole picture, fitted as their training images were.
 """
@@ -418,10 +421,7 @@ class _Plan:
         """How well the page reads, to choose between readings of one picture: the mean log confidence of its best
         reading's characters (no price per character: a closing that merges two digits into one blob must not win
         by having fewer); a blank page reads worst."""
-        if not self.marks:
-            return -math.inf
-        pieces = self.reading()[1]
-        return sum(math.log(max(p.confidence, 1e-9)) for p in pieces) / len(pieces)
+        return math.log(_mean_confidence(self.reading()[1])) if self.marks else -math.inf
 
     def reading(self) -> tuple[float, list[_Piece]]:
         """(score, the page's characters): each mark as it reads best, or runs of marks joined, whichever scores
