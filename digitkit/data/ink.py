@@ -109,12 +109,10 @@ def _light_ground(gray: np.ndarray) -> bool:
     above the local minimum exceeds the mean depth below the local maximum on light paper, and falls short of it on
     a dark ground (measured: right on 600 photo-like pages, light and inverted, and 2,000 MNIST digits; on writing
     the larger is at least 1.12 times the smaller)."""
-    border = float(np.median(np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])))
+    border = _border_level(gray)
     if not _UNSURE_BORDER[0] < border < _UNSURE_BORDER[1]:
         return border > 0.5
-    h, w = gray.shape
-    scale = min(1.0, _BACKGROUND_SIDE / max(h, w))
-    small = _area(gray[..., None], max(1, int(h * scale)), max(1, int(w * scale)))[..., 0] if scale < 1 else gray
+    small = _shrunk(gray[..., None])[..., 0]
     k = max(3, int(_PAPER_KERNEL * max(small.shape)) | 1)
     above_min = float((small - -_max_filter(-small, k)).mean())
     below_max = float((_max_filter(small, k) - small).mean())
@@ -125,8 +123,12 @@ def _light_ground(gray: np.ndarray) -> bool:
 
 def border_is_light(gray: np.ndarray) -> bool:
     """Whether a grey picture (values in [0, 1]) has a light border: paper with dark writing on it."""
-    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
-    return float(np.median(border)) > 0.5
+    return _border_level(gray) > 0.5
+
+
+def _border_level(gray: np.ndarray) -> float:
+    """The median grey of a picture's outermost rows and columns."""
+    return float(np.median(np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])))
 
 
 def _ink(page: np.ndarray) -> np.ndarray:
@@ -148,8 +150,7 @@ def _ink(page: np.ndarray) -> np.ndarray:
 def _paper(page: np.ndarray) -> np.ndarray:
     """Per-channel paper brightness under the writing: a closing on a small copy, blurred, scaled back up."""
     h, w, _ = page.shape
-    scale = min(1.0, _BACKGROUND_SIDE / max(h, w))
-    small = _area(page, int(h * scale), int(w * scale)) if scale < 1 else page
+    small = _shrunk(page)
     k = max(3, int(_PAPER_KERNEL * max(small.shape[:2])) | 1)
     lifted = _max_filter(small, k)  # dilation: the ink disappears
     closed = -_max_filter(-lifted, k)  # erosion: the paper's edges and shadows come back where they were
@@ -160,6 +161,14 @@ def _paper(page: np.ndarray) -> np.ndarray:
     smooth = sum(edged[dy : dy + closed.shape[0], dx : dx + closed.shape[1]] for dy in range(3) for dx in range(3)) / 9
     smooth = smooth.astype(np.float32)
     return np.maximum(_bilinear(smooth, h, w) if smooth.shape[:2] != (h, w) else smooth, page)
+
+
+def _shrunk(x: np.ndarray) -> np.ndarray:
+    """[H, W, C] averaged down to at most _BACKGROUND_SIDE pixels on its longer side, at least one on the shorter
+    (a strip a few pixels high would otherwise shrink to nothing)."""
+    h, w = x.shape[:2]
+    scale = min(1.0, _BACKGROUND_SIDE / max(h, w))
+    return _area(x, max(1, int(h * scale)), max(1, int(w * scale))) if scale < 1 else x
 
 
 def _area(x: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
