@@ -206,6 +206,30 @@ def trim_silence(wave: torch.Tensor, sample_rate: int, pad_s: float = 0.08) -> t
     return wave[start:end], start / sample_rate
 
 
+BACKGROUND_SHARE = 0.1  # the quietest share of a recording's frames taken as its background
+
+
+def background_noise(recording: torch.Tensor, n: int, seed: int = 0, n_fft: int = 256) -> torch.Tensor:
+    """`n` samples of noise with the spectrum and level of `recording`'s background: the mean power spectrum of its
+    quietest frames, given to white noise (comfort noise, as telephone codecs make). Where a recording is too short
+    for the context a model expects, this continues it as it would have gone on: digital silence after a noisy
+    recording is an edge no training sequence has, and such edges read as words."""
+    if n <= 0:
+        return torch.zeros(0)
+    hop = n_fft // 2
+    window = torch.hann_window(n_fft)
+    x = torch.nn.functional.pad(recording, (0, max(0, n_fft - len(recording))))
+    power = torch.stft(x, n_fft, hop, window=window, center=False, return_complex=True).abs().pow(2)  # [bins, frames]
+    energy = power.mean(0)
+    quiet = energy.argsort()[: max(1, int(len(energy) * BACKGROUND_SHARE))]
+    shape = power[:, quiet].mean(1).sqrt()
+    white = torch.randn(n + 2 * n_fft, generator=torch.Generator().manual_seed(seed))
+    spec = torch.stft(white, n_fft, hop, window=window, return_complex=True)
+    noise = torch.istft(spec * shape[:, None], n_fft, hop, window=window, length=len(white))[n_fft : n_fft + n]
+    level = float(energy[quiet].mean()) / float(window.pow(2).sum())  # the quiet frames' power per sample
+    return noise * math.sqrt(level / (float(noise.pow(2).mean()) + 1e-20))
+
+
 class LogMel:
     """Batched log-mel features, normalized per utterance over its real (unpadded) frames."""
 
