@@ -3,7 +3,8 @@
 
 - robust: the FSDD test split (index 0-4 of every speaker: 300 clips) as people record it: white noise at 20, 10
   and 5 dB SNR, tempo 0.85 and 1.15 (pitch kept), gain -20/+12 dB, 16 kHz, 44.1 kHz stereo, 1 s of silence
-  around, and all at once ("as recorded": 44.1 kHz stereo, gain +-10 dB, 20 dB SNR, tempo 0.9 or 1.1, silence).
+  around, and all at once ("as recorded": 44.1 kHz stereo, gain +-10 dB, 20 dB SNR, tempo 0.9 or 1.1, silence);
+  and in steady white noise at 20 and 10 dB SNR that runs through 1 s before and after the word.
   A clip counts as right only when its transcript is exactly its digit.
 - espeak: digit strings of 3-7 digits spoken by espeak-ng voices at their default rate, no pauses (synthetic
   voices: a test of fluent speech by voices never heard, never training data).
@@ -13,9 +14,14 @@
   `digitkit train digits --holdout-fold K`), or all of them (only fair for a model that never saw AN4).
 - cv (`--train-folds 1,2,3,4`): speaker-disjoint cross-validation on AN4: trains `digitkit train digits
   --holdout-fold K` for each fold (about 15 min each on 2 CPU cores) and scores each on its held-out speakers.
+- loso (`--loso`, or `--loso theo,lucas`): FSDD leave-one-speaker-out: trains `digitkit train fsdd
+  --holdout-speaker S` for each of FSDD's six speakers (about 8 min each on 2 CPU cores) and scores each on all 500
+  recordings of its held-out speaker (single digits through `transcribe`, and the run's WER on 300 strings joined
+  from them); prints the mean over speakers.
 
     DIGITKIT_DATA=../shared/datasets python bench/speech_wild.py [--model CKPT] [--an4-fold K] [--only robust,...]
     DIGITKIT_DATA=../shared/datasets python bench/speech_wild.py --train-folds 1,2,3,4 --only an4
+    DIGITKIT_DATA=../shared/datasets python bench/speech_wild.py --loso
 """
 
 from __future__ import annotations
@@ -77,8 +83,18 @@ def resample(wave: torch.Tensor, old: int, new: int) -> torch.Tensor:
     return AF.resample(wave, old, new) if old != new else wave
 
 
-def robust_conditions(wave: torch.Tensor, g: torch.Generator) -> dict[str, tuple[torch.Tensor, int, int]]:
-    """condition -> (wave, sample rate, channels) for one 8 kHz FSDD clip."""
+def in_steady_noise(wave: torch.Tensor, snr_db: float, g: torch.Generator) -> torch.Tensor:
+    """The clip with 1 s of room on each side and white noise throughout, `snr_db` below the speech: a word said
+    in a steady noise (a fan, a car) that was there before it and goes on after it."""
+    from digitkit.data.augment import power
+
+    padded = torch.cat([torch.zeros(8000), wave, torch.zeros(8000)])
+    return padded + torch.randn(len(padded), generator=g) * math.sqrt(power(wave) / 10 ** (snr_db / 10))
+
+
+def robust_conditions(wave: torch.Tensor, g: torch.Generator, steady: torch.Generator) -> dict[str, tuple[torch.Tensor, int, int]]:
+    """condition -> (wave, sample rate, channels) for one 8 kHz FSDD clip (`steady` draws the steady noise, so
+    that the other conditions draw what they drew before it was added)."""
     pad = torch.zeros(8000)
     gain = 10 ** ((float(torch.rand((), generator=g)) * 20 - 10) / 20)
     rate = 0.9 if float(torch.rand((), generator=g)) < 0.5 else 1.1
@@ -98,6 +114,8 @@ def robust_conditions(wave: torch.Tensor, g: torch.Generator) -> dict[str, tuple
         "44.1 kHz stereo": (resample(wave, 8000, 44100), 44100, 2),
         "1 s silence around": (torch.cat([pad, wave, pad]), 8000, 1),
         "as recorded (all at once)": (resample(recorded, 8000, 44100), 44100, 2),
+        "steady white noise 20 dB, 1 s around": (in_steady_noise(wave, 20, steady), 8000, 1),
+        "steady white noise 10 dB, 1 s around": (in_steady_noise(wave, 10, steady), 8000, 1),
     }
 
 
@@ -112,10 +130,10 @@ def section_robust(data: Path, tmp: Path, model: str | None) -> dict:
     from digitkit.data.speech import load_fsdd
 
     test = load_fsdd(data, 0.0, 0).test
-    g = torch.Generator().manual_seed(7)
+    g, steady = torch.Generator().manual_seed(7), torch.Generator().manual_seed(17)
     files: dict[str, list[tuple[Path, str]]] = {}
     for k, u in enumerate(test):
-        for name, (wave, sr, ch) in robust_conditions(read_audio(u.path, 8000), g).items():
+        for name, (wave, sr, ch) in robust_conditions(read_audio(u.path, 8000), g, steady).items():
             folder = tmp / "robust" / "".join(c if c.isalnum() else "_" for c in name)
             folder.mkdir(parents=True, exist_ok=True)
             files.setdefault(name, []).append((write(folder / f"{k}.wav", wave, sr, ch), u.word))
@@ -124,7 +142,7 @@ def section_robust(data: Path, tmp: Path, model: str | None) -> dict:
         results = transcripts([p for p, _ in items], model)
         right = sum(getattr(r, "transcript", None) == word for r, (_, word) in zip(results, items))
         out[name] = {"accuracy": right / len(items), "clips": len(items)}
-        print(f"  robust  {name:<28} {right / len(items):7.2%}  ({right}/{len(items)})", file=sys.stderr)
+        print(f"  robust  {name:<37} {right / len(items):7.2%}  ({right}/{len(items)})", file=sys.stderr)
     return out
 
 
@@ -235,17 +253,50 @@ def cross_validate(data: Path, folds: list[int], sections: list[str]) -> dict:
     return out
 
 
+def leave_one_speaker_out(data: Path, speakers: list[str]) -> dict:
+    """Train `fsdd` with each speaker held out; score each model on every recording of the speaker it never heard."""
+    from digitkit import api
+    from digitkit.data.speech import load_fsdd
+
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for speaker in speakers:
+            model = Path(tmp) / f"{speaker}.safetensors"
+            run = api.train("fsdd", data_dir=data, out=model, holdout_speaker=speaker)
+            test = load_fsdd(data, 0.0, 0, holdout_speaker=speaker).test
+            results = transcripts([u.path for u in test], str(model))
+            right = sum(getattr(r, "transcript", None) == u.word for r, u in zip(results, test))
+            out[speaker] = {"accuracy": right / len(test), "clips": len(test),
+                            "strings_wer": run.metrics.get("test_sequence_wer"), "train_seconds": run.metrics.get("train_seconds")}
+            print(f"  loso    {speaker:<10} {right / len(test):7.2%} single digits ({right}/{len(test)}), WER "
+                  f"{out[speaker]['strings_wer']:.2%} on strings joined from its recordings", file=sys.stderr)
+    mean = sum(v["accuracy"] for v in out.values()) / len(out)
+    mean_wer = sum(v["strings_wer"] for v in out.values()) / len(out)
+    out["mean"] = {"accuracy": mean, "strings_wer": mean_wer, "speakers": len(speakers)}
+    print(f"  loso    mean over {len(speakers)} speakers: {mean:.2%} single digits, WER {mean_wer:.2%}", file=sys.stderr)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", help="speech checkpoint (default: the shipped one)")
     parser.add_argument("--an4-fold", type=int, help="score the AN4 strings of this speaker fold only")
     parser.add_argument("--only", default="robust,espeak,reject,an4", help="comma-separated sections")
     parser.add_argument("--train-folds", help="train a model per AN4 speaker fold (e.g. 1,2,3,4) and score each")
+    parser.add_argument("--loso", nargs="?", const="all", help="FSDD leave-one-speaker-out: all six speakers, or a "
+                        "comma-separated list")
     parser.add_argument("--data-dir", type=Path, default=Path(os.environ.get("DIGITKIT_DATA", ROOT.parent / "shared" / "datasets")))
     args = parser.parse_args()
     sections = args.only.split(",")
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     report = {"model": args.model or "shipped"}
+    if args.loso:
+        from digitkit.data.speech import load_fsdd
+
+        speakers = sorted({u.speaker for u in load_fsdd(args.data_dir, 0.0, 0).test})
+        report["loso"] = leave_one_speaker_out(args.data_dir, speakers if args.loso == "all" else args.loso.split(","))
+        print(json.dumps(report, indent=1))
+        return
     if args.train_folds:
         report["cv"] = cross_validate(args.data_dir, [int(k) for k in args.train_folds.split(",")], sections)
         print(json.dumps(report, indent=1))

@@ -11,6 +11,7 @@ from typing import BinaryIO, Iterator
 
 import torch
 
+from digitkit.data.audio import SPEECH_ABOVE_NOISE_DB
 from digitkit.errors import InputError
 
 FRAME_S = 0.01
@@ -74,7 +75,7 @@ class Endpointer:
     """Speech/pause decisions per 10 ms frame against a noise floor that follows the background: it drops at
     once to a quieter frame and creeps up (`rise_db` per second) while nothing louder than speech level comes."""
 
-    def __init__(self, above_db: float = 8.0, rise_db: float = 3.0):
+    def __init__(self, above_db: float = SPEECH_ABOVE_NOISE_DB, rise_db: float = 3.0):
         self.floor: float | None = None  # set by the first frame: a stream starts with its background, not a word
         self.above = above_db
         self.rise = rise_db * FRAME_S

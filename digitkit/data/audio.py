@@ -17,6 +17,7 @@ from digitkit.errors import InputError
 SILENCE_FLOOR_DB = -70.0  # a clip whose loudest 20 ms frame is below this (dBFS) is silent (a quiet voice 20 dB
 # below a normal recording level peaks near -55 dBFS; 16-bit silence with dither sits near -90)
 TRIM_RANGE_DB = 35.0  # frames this far below the loudest one count as silence when trimming
+SPEECH_ABOVE_NOISE_DB = 8.0  # speech stands this far above the background (the stream's endpointer, trimming in noise)
 
 
 def _soundfile():
@@ -192,13 +193,21 @@ def frame_db(wave: torch.Tensor, sample_rate: int, frame_s: float = 0.02, hop_s:
     return 10 * torch.log10(frames.pow(2).mean(dim=1) + 1e-10)
 
 
-def trim_silence(wave: torch.Tensor, sample_rate: int, pad_s: float = 0.08) -> tuple[torch.Tensor, float]:
-    """Cut leading/trailing silence -> (trimmed wave, seconds cut from the start); empty if all silent."""
+def trim_silence(wave: torch.Tensor, sample_rate: int, pad_s: float = 0.08,
+                 above_floor_db: float | None = None) -> tuple[torch.Tensor, float]:
+    """Cut leading/trailing silence -> (trimmed wave, seconds cut from the start); empty if all silent. Silence is
+    `TRIM_RANGE_DB` below the loudest frame; with `above_floor_db`, also anything less than that far above the
+    recording's noise floor (its quietest tenth of frames), so that steady noise around the speech is cut too
+    (the loudest frames always stay)."""
     db = frame_db(wave, sample_rate)
     peak = float(db.max())
     if peak < SILENCE_FLOOR_DB:
         return wave[:0], 0.0
-    active = torch.nonzero(db > peak - TRIM_RANGE_DB).flatten()
+    threshold = peak - TRIM_RANGE_DB
+    if above_floor_db is not None:
+        floor = float(db.quantile(0.1))
+        threshold = max(threshold, min(floor + above_floor_db, peak - 3.0))
+    active = torch.nonzero(db > threshold).flatten()
     hop = max(1, int(0.01 * sample_rate))
     pad = int(pad_s * sample_rate)
     start = max(0, int(active[0]) * hop - pad)
