@@ -61,6 +61,22 @@ def test_trim_silence(tmp_path):
     assert len(silent) == 0
 
 
+def test_trim_cuts_steady_noise_but_not_a_close_cut_words_edges():
+    rate = 8000
+    g = torch.Generator().manual_seed(0)
+    word = torch.from_numpy(tone(0.5, rate)) * torch.hann_window(rate // 2)  # rises and decays like a word
+    steady = torch.cat([torch.zeros(rate), word, torch.zeros(rate)])
+    steady = steady + 0.01 * torch.randn(len(steady), generator=g)  # about 25 dB below the word, throughout
+    plain, _ = trim_silence(steady, rate, pad_s=0.0)
+    assert len(plain) > 2 * rate  # within 35 dB of the loudest frame: the noise counts as speech
+    cut_noise, start = trim_silence(steady, rate, pad_s=0.0, above_floor_db=8.0)
+    assert 1.0 <= start <= 1.15 and len(cut_noise) / rate <= 0.5
+    # a word cut close, as FSDD's are: no background held for 0.3 s, and its quiet edges (10 dB below its middle)
+    # are not taken for a noise floor
+    close = torch.from_numpy(tone(0.5, rate)) * (0.3 + 0.7 * torch.hann_window(rate // 2))
+    assert torch.equal(trim_silence(close, rate, above_floor_db=8.0)[0], trim_silence(close, rate)[0])
+
+
 def test_segments_are_bounded_and_cut_in_quiet_places(tmp_path):
     rate = 8000
     bursts = [np.concatenate([tone(0.4, rate, 300 + 50 * i), np.zeros(int(0.9 * rate), np.float32)]) for i in range(60)]

@@ -18,6 +18,7 @@ SILENCE_FLOOR_DB = -70.0  # a clip whose loudest 20 ms frame is below this (dBFS
 # below a normal recording level peaks near -55 dBFS; 16-bit silence with dither sits near -90)
 TRIM_RANGE_DB = 35.0  # frames this far below the loudest one count as silence when trimming
 SPEECH_ABOVE_NOISE_DB = 8.0  # speech stands this far above the background (the stream's endpointer, trimming in noise)
+FLOOR_HELD_S = 0.3  # a recording's quietest level is its noise floor only if it holds it this long
 
 
 def _soundfile():
@@ -198,7 +199,10 @@ def trim_silence(wave: torch.Tensor, sample_rate: int, pad_s: float = 0.08,
     """Cut leading/trailing silence -> (trimmed wave, seconds cut from the start); empty if all silent. Silence is
     `TRIM_RANGE_DB` below the loudest frame; with `above_floor_db`, also anything less than that far above the
     recording's noise floor (its quietest tenth of frames), so that steady noise around the speech is cut too
-    (the loudest frames always stay)."""
+    (the loudest frames always stay). A floor counts only where the recording holds it (within 3 dB) for
+    `FLOOR_HELD_S`: in a clip cut close around its word, as FSDD's are (0.02-0.35 s held; a word in steady noise
+    holds its floor for seconds), the quietest frames are the word's own edges, and cutting there cost the `fsdd`
+    model 2.7 points on its clean test split."""
     db = frame_db(wave, sample_rate)
     peak = float(db.max())
     if peak < SILENCE_FLOOR_DB:
@@ -206,7 +210,9 @@ def trim_silence(wave: torch.Tensor, sample_rate: int, pad_s: float = 0.08,
     threshold = peak - TRIM_RANGE_DB
     if above_floor_db is not None:
         floor = float(db.quantile(0.1))
-        threshold = max(threshold, min(floor + above_floor_db, peak - 3.0))
+        held_s = int((db < floor + 3.0).sum()) * 0.01  # frames hop 10 ms
+        if held_s >= FLOOR_HELD_S:
+            threshold = max(threshold, min(floor + above_floor_db, peak - 3.0))
     active = torch.nonzero(db > threshold).flatten()
     hop = max(1, int(0.01 * sample_rate))
     pad = int(pad_s * sample_rate)
