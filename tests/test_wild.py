@@ -334,7 +334,7 @@ def test_background_noise_continues_a_recording_at_its_level_and_colour():
     from digitkit.data.audio import background_noise
 
     g = torch.Generator().manual_seed(0)
-    rate, n = 8000, 6000
+    n = 6000
     for kind in ("white", "pink"):
         bed = 0.01 * (A.white_noise(16000, g) if kind == "white" else A.pink_noise(16000, g))
         recording = bed.clone()
