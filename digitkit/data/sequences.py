@@ -68,7 +68,8 @@ def set_level(wave: torch.Tensor, level_db: float = LEVEL_DB) -> torch.Tensor:
 def present(wave: torch.Tensor, sample_rate: int, level_db: float | None = None) -> tuple[torch.Tensor, float]:
     """An utterance as a model hears it -> (audio, its start in `wave`, in seconds). Models trained on clean trimmed
     words (no `level_db`) get the trimmed speech between synthetic silent edges; models trained for recordings in the
-    wild get the speech in its recorded context, scaled to `level_db`."""
+    wild get the speech in its recorded context, scaled to `level_db`. Either way steady noise around the speech
+    is cut away first (`trim_silence`'s noise floor), as training sequences have little around their words."""
     from digitkit.data.audio import SPEECH_ABOVE_NOISE_DB, trim_silence
 
     if level_db is None:
