@@ -212,7 +212,10 @@ class Reader:
                     plans.append(Failure(name, str(exc)))
             readings = [options for options in plans if not isinstance(options, Failure)]
             self._score([options[0] for options in readings])
-            self._score([plan for options in readings for plan in self._add_filled(options)])
+            filled = [self._filled(options[0]) for options in readings]  # needs the first readings' scores
+            for options, more in zip(readings, filled):
+                options += more
+            self._score([plan for more in filled for plan in more])
             for options in plans:
                 yield options if isinstance(options, Failure) else self._result(self._choose(options))
 
@@ -228,17 +231,14 @@ class Reader:
 
         return self._plan(name, read_page(img))
 
-    def _add_filled(self, options: list["_Plan"]) -> list["_Plan"]:
-        """For a page not read with confidence, its readings with outlines filled in, appended to `options`
-        (and returned, to be scored). A page read surely as found is left as it is: no fill needs trying."""
+    def _filled(self, found: "_Plan") -> list["_Plan"]:
+        """For a page not read with confidence as found, its readings with outlines filled in. A page read surely
+        as found is left as it is: no fill needs trying."""
         from digitkit.data.ink import filled_pages
 
-        found = options[0]
         if found.page is None or not found.marks or _least_confidence(found) >= _FILLED_SURE:
             return []
-        more = [self._plan(found.name, page) for page in filled_pages(found.page)]
-        options += more
-        return more
+        return [self._plan(found.name, page) for page in filled_pages(found.page)]
 
     def _choose(self, plans: list["_Plan"]) -> "_Plan":
         """The page as found, or a reading of it with outlines filled in where that reads better and each of its
