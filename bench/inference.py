@@ -1,7 +1,7 @@
 """Inference speed of the shipped MNIST model, PyTorch against onnxruntime (its `digitkit export` file), and
 start-up cost of the CLI, against `python -c "import torch"`.
 
-    DIGITKIT_DATA=../shared/datasets python bench/inference.py [--repeats 5]
+    DIGITKIT_DATA=../shared/datasets python bench/inference.py [--repeats 5] [--model CKPT]
 
 1. Batched model throughput (images/s) on the 10,000 real MNIST test digits, the way `digitkit predict` runs
    the network (normalize, channels-last, forward, softmax) in batches of 256; then the same batches through
@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 
-def model_throughput(data_dir: Path, batch_size: int = 256, repeats: int = 3) -> float:
+def model_throughput(data_dir: Path, model: str | None = None, batch_size: int = 256, repeats: int = 3) -> float:
     import torch
 
     from digitkit import checkpoint
@@ -32,7 +32,7 @@ def model_throughput(data_dir: Path, batch_size: int = 256, repeats: int = 3) ->
     from digitkit.data.transforms import normalize
     from digitkit.weights import shipped
 
-    ckpt = checkpoint.load(shipped("image"))
+    ckpt = checkpoint.load(model or shipped("image"))
     net = ckpt.build_model().to(memory_format=torch.channels_last)
     images = load(get_dataset("mnist"), data_dir, allow_download=False).test_x
     mean, std = tuple(ckpt.input["mean"]), tuple(ckpt.input["std"])
@@ -71,7 +71,7 @@ def onnx_throughput(data_dir: Path, model: Path, batch_size: int = 256, repeats:
     return best
 
 
-def files_throughput(data_dir: Path, folder: Path, count: int = 2000) -> float:
+def files_throughput(data_dir: Path, folder: Path, model: str | None = None, count: int = 2000) -> float:
     from PIL import Image
 
     from digitkit import api
@@ -83,7 +83,7 @@ def files_throughput(data_dir: Path, folder: Path, count: int = 2000) -> float:
         paths.append(folder / f"{i}.png")
         Image.fromarray(255 - pixels).save(paths[-1])
     start = time.perf_counter()
-    results = list(api.predict(paths))
+    results = list(api.predict(paths, model=model))
     seconds = time.perf_counter() - start
     assert len(results) == count
     return count / seconds
@@ -98,32 +98,34 @@ def timed(cmd: list[str]) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--model", default=None, help="image checkpoint (default: the shipped MNIST model)")
     parser.add_argument("--data-dir", type=Path, default=Path(os.environ.get("DIGITKIT_DATA", "../shared/datasets")))
     args = parser.parse_args()
 
     import torch
 
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} cores")
-    torch_rate = model_throughput(args.data_dir)
+    torch_rate = model_throughput(args.data_dir, args.model)
     print(f"model throughput, batches of 256:   {torch_rate:>10,.0f} images/s (PyTorch)")
     with tempfile.TemporaryDirectory() as tmp:
         from digitkit import api
 
-        onnx_model = Path(api.export("mnist", out=Path(tmp) / "mnist-cnn.onnx", data_dir=args.data_dir).path)
+        onnx_model = Path(api.export(args.model or "mnist", out=Path(tmp) / "mnist-cnn.onnx", data_dir=args.data_dir).path)
         onnx_rate = onnx_throughput(args.data_dir, onnx_model)
         print(f"                                    {onnx_rate:>10,.0f} images/s (onnxruntime)")
         print(f"ratio: onnxruntime / PyTorch images/s = {onnx_rate / torch_rate:.2f}")
-        print(f"api.predict on 2,000 PNG files:     {files_throughput(args.data_dir, Path(tmp)):>10,.0f} images/s")
+        print(f"api.predict on 2,000 PNG files:     {files_throughput(args.data_dir, Path(tmp), args.model):>10,.0f} images/s")
         digit = Path(tmp) / "digit.png"
         from PIL import Image
 
         img = Image.new("L", (40, 40), 255)
         img.paste(0, (18, 8, 22, 32))  # a plain "1"
         img.save(digit)
+        model_option = ["--model", args.model] if args.model else []
         commands = {
             "import torch": [sys.executable, "-c", "import torch"],
             "digitkit --help": [sys.executable, "-m", "digitkit", "--help"],
-            "digitkit predict one.png": [sys.executable, "-m", "digitkit", "predict", str(digit)],
+            "digitkit predict one.png": [sys.executable, "-m", "digitkit", "predict", *model_option, str(digit)],
             "predict --model .onnx": [sys.executable, "-m", "digitkit", "predict", "--model", str(onnx_model), str(digit)],
             "digitkit info": [sys.executable, "-m", "digitkit", "info", str(onnx_model)],
             "digitkit models": [sys.executable, "-m", "digitkit", "models"],

@@ -30,6 +30,13 @@ import numpy as np
 NOT_RECOGNISED = "?"
 _WIDE = 0.7  # a mark at least this wide for its height may be several touching digits
 _SURE = 0.95  # a mark read whole at this confidence is not cut
+# a mark read whole as no digit (below the minimum confidence) may be touching characters even this narrow: a 3
+# against a 1 is about 0.6 times as wide as tall
+_DOUBTFUL_WIDE = 0.45
+# ... and is tried cut also from columns at most this share of its height apart (`ink.evenly_between`), along the
+# path of least ink that strays at most _REACH of its height from its column (`ink.cut_path`)
+_FILL = 0.25
+_REACH = 0.15
 _PER_PIECE = 0.8  # the price of each character in a reading of a wide mark or of marks that may be one
 # Cutting any wide shape (a W, an m) yields strokes, and a stroke reads as a confident 1: a 1 made by a cut is
 # worth this factor more, so "W" is not read as 1111 while "71" written in one stroke is still read
@@ -269,29 +276,43 @@ class Reader:
         return _Piece(character(page, mark, size, round(size * 20 / 28)), page.box_in_original(mark.box), mark)
 
     def _score(self, plans: list["_Plan"]) -> None:
-        """Probabilities for every mark of every plan; then, for wide marks not read with confidence, for each
-        piece between two candidate cuts."""
-        from digitkit.data.ink import between, cut_candidates
+        """Probabilities for every mark of every plan; then, for wide marks not read with confidence and for
+        narrower ones read as no digit, for each piece between two candidate cuts."""
+        from digitkit.data.ink import between
 
         self._assign([mark.whole for plan in plans for mark in plan.marks] +
                      [piece for plan in plans for piece in plan.joined.values()])
-        pieces = []
+        pieces, doubtful = [], []
         for plan in plans:
             for mark in plan.marks:
                 m = mark.whole.mark
-                if m is None or m.width < _WIDE * m.height or mark.whole.confidence >= _SURE:
+                if m is None or mark.whole.confidence >= _SURE:
                     continue
-                mark.cuts = cut_candidates(plan.page.ink, m)
+                wide = m.width >= _WIDE * m.height
+                unread = mark.whole.confidence < self.min_confidence
+                if not wide and not (unread and m.width >= _DOUBTFUL_WIDE * m.height):
+                    continue
+                bounds, first, added = _cuts(plan.page.ink, m, unread, wide)
+                mark.cuts = [int(np.median(b)) if isinstance(b, np.ndarray) else b for b in bounds]
                 for i in range(len(mark.cuts)):
                     for j in range(i + 1, len(mark.cuts)):
                         width = mark.cuts[j] - mark.cuts[i]
                         if (i, j) == (0, len(mark.cuts) - 1) or not 0.12 * m.height <= width <= 1.2 * m.height:
                             continue
-                        part = between(m, mark.cuts[i], mark.cuts[j])
+                        part = between(m, bounds[i], bounds[j])
                         if part is not None and part.height >= 0.5 * m.height:
                             mark.parts[(i, j)] = self._piece(plan.page, part)
                 pieces += mark.parts.values()
+                if unread:
+                    doubtful.append((mark, first, added))
         self._assign(pieces)
+        # cuts tried only because a mark read as no digit (narrower marks, the added cuts) give a non-digit more
+        # ways to pass as digits: a piece they make counts only if it reads with confidence _FILLED_SURE, and an
+        # added cut never makes a 1 (any stroke of a letter or symbol reads as one: an H or an M read as 14)
+        for mark, first, added in doubtful:
+            mark.parts = {(i, j): piece for (i, j), piece in mark.parts.items()
+                          if {i, j} <= first or (piece.confidence >= _FILLED_SURE
+                                                 and not (_one_stroke(piece) and {i, j} & added))}
 
     def _assign(self, pieces: list["_Piece"]) -> None:
         probs = self.probabilities([p.array for p in pieces])
@@ -389,6 +410,35 @@ class _Mark:
             if options:
                 best[j] = max(options, key=lambda o: o[0])
         return best[last] if last in best else (_price(self.whole), [self.whole])
+
+
+def _cuts(ink: np.ndarray, mark: Any, unread: bool, wide: bool) -> tuple[list[Any], set[int], set[int]]:
+    """-> (where a mark may be cut, left to right: columns, or paths (`ink.cut_path`); the indices of the cuts any
+    wide mark gets; those of the cuts added between them). A wide mark is cut at the valleys of its ink. A mark read
+    as no digit also at columns added between them, each both straight and along the path of least ink near it:
+    strokes glued side by side part best straight, a tail curling under the next character along the paper
+    between them."""
+    from digitkit.data.ink import cut_candidates, cut_path, evenly_between
+
+    valleys = cut_candidates(ink, mark)
+    if not unread:
+        return valleys, set(range(len(valleys))), set()
+    bounds: list[Any] = []
+    first: set[int] = set()
+    added: set[int] = set()
+    for column in evenly_between(valleys, round(_FILL * mark.height)):
+        if column in valleys:
+            if wide:
+                first.add(len(bounds))
+            bounds.append(column)
+            continue
+        added.add(len(bounds))
+        bounds.append(column)
+        path = cut_path(ink, mark, column, round(_REACH * mark.height))
+        if (path != column).any():
+            added.add(len(bounds))
+            bounds.append(path)
+    return bounds, first, added
 
 
 def _least_confidence(plan: "_Plan") -> float:

@@ -64,6 +64,7 @@ class Look:
     jpeg: int | None = None
     size: int = 96  # font size in pixels
     stroke: int = 0
+    tracking: float = 0.0  # added space between characters, as a share of the font size: below 0 they touch
 
 
 def clean(font: str, size: int = 96) -> Look:
@@ -93,13 +94,21 @@ def render(text: str, look: Look, seed: int = 0) -> Image.Image:
     """`text` written on a page as `look` says -> an RGB picture (the page is about twice the text's extent)."""
     rng = np.random.default_rng(seed)
     font = ImageFont.truetype(look.font, look.size)
-    left, top, right, bottom = font.getbbox(text, stroke_width=look.stroke)
+    # each character where the font puts it, moved by the tracking: (x offset, character)
+    at = [(round(font.getlength(text[:k]) + k * look.tracking * look.size), ch) for k, ch in enumerate(text)]
+    if look.tracking:
+        boxes = [(x, font.getbbox(ch, stroke_width=look.stroke)) for x, ch in at]
+        left, right = min(x + b[0] for x, b in boxes), max(x + b[2] for x, b in boxes)
+        top, bottom = min(b[1] for _, b in boxes), max(b[3] for _, b in boxes)
+    else:
+        left, top, right, bottom = font.getbbox(text, stroke_width=look.stroke)
     w, h = max(right - left, 1), max(bottom - top, 1)
     pad = max(w, h) // 2 + 20
     width, height = w + 2 * pad, h + 2 * pad
     ink_mask = Image.new("L", (width, height), 0)
-    ImageDraw.Draw(ink_mask).text((pad - left, pad - top), text, fill=255, font=font, stroke_width=look.stroke,
-                                  stroke_fill=255)
+    draw = ImageDraw.Draw(ink_mask)
+    for x, ch in at if look.tracking else [(0, text)]:  # without tracking, the font's own spacing and kerning
+        draw.text((pad - left + x, pad - top), ch, fill=255, font=font, stroke_width=look.stroke, stroke_fill=255)
     if look.rotate:
         ink_mask = ink_mask.rotate(look.rotate, resample=Image.Resampling.BICUBIC)
     alpha = np.asarray(ink_mask, dtype=np.float32)[..., None] / 255.0
