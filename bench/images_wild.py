@@ -138,10 +138,9 @@ def numbers_section(model, per_look: int, seed: int) -> None:
         for i in range(per_look):
             text = "".join(rng.choice("0123456789") for _ in range(rng.randint(2, 8)))
             f = fonts()[i % len(fonts())]
+            look = photo(rng, f) if look_name == "photo" else clean(f, size=rng.randint(56, 120))
             if look_name == "touching":  # set so close that neighbours touch, often overlapping in columns
-                look = replace(clean(f, size=rng.randint(56, 120)), tracking=-rng.uniform(0.04, 0.1))
-            else:
-                look = photo(rng, f) if look_name == "photo" else clean(f, size=rng.randint(56, 120))
+                look = replace(look, tracking=-rng.uniform(0.04, 0.1))
             images.append(render(text, look, seed=rng.randint(0, 2**31)))
             truth.append(text)
         results = read(model, images)

@@ -94,20 +94,20 @@ def render(text: str, look: Look, seed: int = 0) -> Image.Image:
     """`text` written on a page as `look` says -> an RGB picture (the page is about twice the text's extent)."""
     rng = np.random.default_rng(seed)
     font = ImageFont.truetype(look.font, look.size)
-    # each character where the font puts it, moved by the tracking: (x offset, character)
-    at = [(round(font.getlength(text[:k]) + k * look.tracking * look.size), ch) for k, ch in enumerate(text)]
-    if look.tracking:
+    if look.tracking:  # each character where the font puts it, moved by the tracking: (x offset, character)
+        at = [(round(font.getlength(text[:k]) + k * look.tracking * look.size), ch) for k, ch in enumerate(text)]
         boxes = [(x, font.getbbox(ch, stroke_width=look.stroke)) for x, ch in at]
         left, right = min(x + b[0] for x, b in boxes), max(x + b[2] for x, b in boxes)
         top, bottom = min(b[1] for _, b in boxes), max(b[3] for _, b in boxes)
-    else:
+    else:  # the whole text at once: the font's own spacing and kerning
+        at = [(0, text)]
         left, top, right, bottom = font.getbbox(text, stroke_width=look.stroke)
     w, h = max(right - left, 1), max(bottom - top, 1)
     pad = max(w, h) // 2 + 20
     width, height = w + 2 * pad, h + 2 * pad
     ink_mask = Image.new("L", (width, height), 0)
     draw = ImageDraw.Draw(ink_mask)
-    for x, ch in at if look.tracking else [(0, text)]:  # without tracking, the font's own spacing and kerning
+    for x, ch in at:
         draw.text((pad - left + x, pad - top), ch, fill=255, font=font, stroke_width=look.stroke, stroke_fill=255)
     if look.rotate:
         ink_mask = ink_mask.rotate(look.rotate, resample=Image.Resampling.BICUBIC)

@@ -118,7 +118,6 @@ def test_a_cut_path_follows_the_paper_between_characters():
     ink = np.zeros((40, 40), np.float32)
     ink[5:22, 10:24] = 1.0  # upper left block
     ink[18:35, 20:32] = 1.0  # lower right block, overlapping columns 20-23 and touching rows 18-21
-    ink[18:22, 20:24] = 1.0
     mask = ink > 0
     mark = Mark(box=(10, 5, 32, 35), mask=mask)
     path = cut_path(ink, mark, 22, reach=6)
