@@ -57,6 +57,15 @@ def test_gpu_sized_preset_only_on_cuda():
     assert config.resolve("mnist", {"preset": "fast", "batch_size": 128}, "cuda").batch_size == 128  # flags win
 
 
+def test_default_recipe_is_gpu_sized_only_where_measured():
+    """`digitkit train mnist` on CUDA: the same recipe at a GPU-sized batch; a dataset without a measured CUDA entry
+    (Fashion-MNIST, whose default recipe is another) keeps its CPU settings."""
+    cpu, cuda = (config.resolve("mnist", {}, d) for d in ("cpu", "cuda"))
+    assert (cpu.batch_size, cpu.lr, cuda.batch_size, cuda.lr) == (128, 3e-3, 512, 6e-3)
+    assert {**cpu.to_dict(), "batch_size": 0, "lr": 0} == {**cuda.to_dict(), "batch_size": 0, "lr": 0}
+    assert config.resolve("fashion-mnist", {}, "cuda") == config.resolve("fashion-mnist", {}, "cpu")
+
+
 def test_optimizer_state_keeps_this_devices_implementation():
     """A checkpoint written by a fused CUDA optimizer resumes on a CPU with the CPU's own update, and back."""
     model = torch.nn.Linear(3, 2)
