@@ -33,16 +33,17 @@ def resolve_config(dataset: str = "", *, resume: str | os.PathLike | None = None
                    **options: Any) -> TrainConfig:
     """The effective training config: built-in defaults < preset (with its settings for the device) < `options`;
     or, with `resume`, the checkpoint's own config with the few changes a resumed run allows. This is what
-    `--print-config` shows."""
+    `--print-config` shows. A device named but not present here still gives its settings (a GPU run's batch size
+    on a laptop); training on it is what needs it."""
     from digitkit import config
 
     if resume is not None:
         from digitkit import checkpoint as ckpt_io
 
         return config.resumed(ckpt_io.load(resume), options, dataset)
-    from digitkit.device import pick_device
+    from digitkit.device import device_type
 
-    return config.resolve(dataset, options, pick_device(device).type)
+    return config.resolve(dataset, options, device_type(device))
 
 
 def train(

@@ -26,6 +26,17 @@ def pick_device(name: str = "auto"):
     return torch.device(name)
 
 
+def device_type(name: str = "auto") -> str:
+    """The kind of device a run named `name` trains on, without requiring it to be here: `--print-config --device
+    cuda` shows a GPU run's settings on a machine without one. `auto` is what `pick_device` finds."""
+    name = (name or "auto").lower()
+    if name == "auto":
+        return pick_device(name).type
+    if name not in DEVICE_CHOICES and not name.startswith("cuda:"):
+        raise DigitkitError(f"unknown device {name!r}; choose one of: {', '.join(DEVICE_CHOICES)}")
+    return "cuda" if name.startswith("cuda") else name
+
+
 def model_device(model):
     """Where a model's weights live (the CPU for a model without any): helpers that run a model put their inputs
     there, so callers never pass a device that could disagree with it."""

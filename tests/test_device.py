@@ -66,6 +66,13 @@ def test_default_recipe_is_gpu_sized_only_where_measured():
     assert config.resolve("fashion-mnist", {}, "cuda") == config.resolve("fashion-mnist", {}, "cpu")
 
 
+def test_print_config_shows_a_gpu_runs_settings_anywhere():
+    """`--print-config --device cuda` shows what a GPU run would use, also on a machine without one."""
+    proc = run_cli("train", "mnist", "--device", "cuda", "--print-config")
+    assert proc.returncode == 0 and "batch_size = 512" in proc.stdout, proc.stderr
+    assert "batch_size = 128" in run_cli("train", "mnist", "--device", "cpu", "--print-config").stdout
+
+
 def test_optimizer_state_keeps_this_devices_implementation():
     """A checkpoint written by a fused CUDA optimizer resumes on a CPU with the CPU's own update, and back."""
     model = torch.nn.Linear(3, 2)

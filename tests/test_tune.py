@@ -160,3 +160,29 @@ def test_a_new_study_starts_from_the_default_config(tmp_path):
     assert trial["params"] == {"filters_1": 32, "filters_2": 64, "filters_3": 128, "convs_per_block": 1, "dense": 128,
                                "dropout_conv": 0.25, "dropout_dense": 0.5, "lr": 0.003, "optimizer": "adamw",
                                "batch_size": 128}
+
+
+def test_a_study_whose_every_trial_fails_the_same_way_stops(tmp_path, monkeypatch):
+    """A dataset that cannot be had fails every trial with one error: the study stops after SAME_FAILURES of them
+    with that error in one line, instead of trying new values for ever."""
+    from digitkit import api
+    from digitkit.errors import DataError, DigitkitError
+    from digitkit.tuning import study
+
+    calls = []
+
+    def unavailable(*args, **kwargs):
+        calls.append(kwargs)
+        raise DataError("MNIST not found in /nowhere and the download failed")
+
+    monkeypatch.setattr(api, "train", unavailable)
+    with pytest.raises(DigitkitError, match=r"last 3 trials failed the same way.*MNIST not found"):
+        study.tune("mnist", trials=20, epochs=1, limit=100, out=tmp_path / "t", space=space(tmp_path), device="cpu")
+    assert len(calls) == study.SAME_FAILURES
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks the error on a machine without CUDA")
+def test_tuning_on_an_absent_gpu_fails_before_any_trial(tmp_path):
+    proc = run_cli("tune", "mnist", "--device", "cuda", "--trials", "1", "--out", str(tmp_path / "t"))
+    assert_one_line_error(proc, 2, "no CUDA GPU")
+    assert "trial" not in proc.stderr

@@ -21,6 +21,9 @@ from digitkit.report import Reporter
 
 SAMPLERS = ("tpe", "random", "grid")
 PRUNERS = ("median", "hyperband", "none")
+# this many trials in a row failing with one and the same error (the dataset cannot be had, the disk is full) end
+# the study: other values would fail the same way. A size the data cannot take fails with its own values named.
+SAME_FAILURES = 3
 _HOST = socket.gethostname()
 
 
@@ -225,7 +228,9 @@ def _trial_config(dataset: str, base: dict[str, Any], device: str) -> tuple[Any,
     """(the trials' base config, whether the recipe itself has no validation split). Checks the dataset, model and
     options before any trial."""
     from digitkit import api
+    from digitkit.device import pick_device
 
+    pick_device(device)  # the trials train there: a device that is not here fails now, not in every trial
     cfg = api.resolve_config(dataset, device=device, **base)
     recipe_has_no_val = cfg.val_split <= 0 and "val_split" not in base
     if recipe_has_no_val:  # e.g. the resnet recipe trains on every image; trials still need held-out data
@@ -248,6 +253,9 @@ def _run_trials(study: Any, objective: Any, trials: int, timeout: float | None, 
             study.optimize(objective, n_trials=1, catch=(DigitkitError,))
         except KeyboardInterrupt:  # Optuna has marked the running trial failed; the next run repeats it
             raise TuningInterrupted(f"interrupted; finished trials are kept in {out}: run the same command to continue the study") from None
+        if len(objective.failures) >= SAME_FAILURES and len(set(objective.failures)) == 1:
+            raise DigitkitError(f"the last {len(objective.failures)} trials failed the same way, whatever their "
+                                f"values, so the study stops: {objective.failures[0]}")
 
 
 class _Probe:
@@ -277,6 +285,7 @@ class _Objective:
         self.trials, self.search, self.cfg, self.out = trials, search, cfg, out
         self.data_dir, self.device, self.reporter = data_dir, device, reporter
         self.surplus = False
+        self.failures: list[str] = []  # the errors of the trials that failed since the last one that ran
 
     def __call__(self, trial: Any) -> float:
         import optuna
@@ -315,11 +324,14 @@ class _Objective:
             trial.set_user_attr("seconds", time.perf_counter() - t0)
             path.unlink(missing_ok=True)
             self.reporter.info(f"trial {trial.number}: {exc} ({time.perf_counter() - t0:.0f} s)  {shown}")
+            self.failures = []
             raise
         except DigitkitError as exc:  # e.g. a model size the data cannot take: that trial fails, the study goes on
             trial.set_user_attr("error", str(exc))
             self.reporter.warn(f"trial {trial.number} failed: {exc}")
+            self.failures.append(str(exc))
             raise
+        self.failures = []
         value = result.metrics["val_accuracy"]
         trial.set_user_attr("seconds", time.perf_counter() - t0)
         trial.set_user_attr("checkpoint", str(path))
