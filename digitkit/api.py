@@ -177,7 +177,7 @@ def evaluate(
     task = tasks.for_checkpoint(ckpt)
     if dataset is not None and task.dataset_name(dataset) is None:
         raise DigitkitError(f"{dataset!r} is not a dataset for this {ckpt.dataset} {task.kind} model; it can be "
-                            f"evaluated on {', '.join(task.dataset_names())}")
+                            f"evaluated on {', '.join(task.evaluable_on(ckpt))}")
     model = ckpt.build_model(pick_device(device))
     result = task.evaluate(ckpt, path, model, resolve_data_dir(data_dir), batch_size, allow_download, reporter,
                            dataset)

@@ -35,3 +35,13 @@ def test_cli_tables(small_mnist):
     proc = run_cli("evaluate", str(small_mnist.checkpoint))
     assert proc.returncode == 0
     assert "accuracy" in proc.stdout and "confusion matrix" in proc.stdout and "precision" in proc.stdout
+
+
+def test_another_kinds_dataset_names_only_the_datasets_the_model_fits():
+    """The MNIST model cannot be scored on Fashion-MNIST (other classes) or CIFAR-10 (colour, 32 px): the error
+    offers only what it can be evaluated on."""
+    from conftest import assert_one_line_error
+
+    proc = run_cli("evaluate", str(shipped("image")), "--dataset", "fsdd")
+    assert_one_line_error(proc, 2, "it can be evaluated on mnist")
+    assert "cifar10" not in proc.stderr and "fashion" not in proc.stderr

@@ -67,6 +67,9 @@ class Task(Protocol):
 
     def dataset_names(self) -> list[str]: ...
 
+    def evaluable_on(self, ckpt: Any) -> list[str]:
+        """The datasets whose test split a checkpoint of this kind could be evaluated on."""
+
     def model_base(self, cfg: TrainConfig, words: int = 10) -> dict[str, Any]:
         """The model options a dataset fixes (`-o` cannot change them); speech sizes its output by `words`."""
 

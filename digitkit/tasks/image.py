@@ -199,6 +199,14 @@ class ImageTask:
 
         return list(DATASETS)
 
+    def evaluable_on(self, ckpt: Any) -> list[str]:
+        """Datasets with the checkpoint's classes and picture shape."""
+        from digitkit.data.registry import DATASETS
+
+        shape = (ckpt.input.get("channels"), ckpt.input.get("size"))
+        return [name for name, spec in DATASETS.items()
+                if list(spec.classes) == list(ckpt.classes) and (spec.channels, spec.size) == shape]
+
     def model_base(self, cfg: Any, words: int = 10) -> dict[str, Any]:
         from digitkit.data.registry import get_dataset
 

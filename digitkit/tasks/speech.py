@@ -302,6 +302,10 @@ class SpeechTask:
 
         return list(SPEECH_DATASETS)
 
+    def evaluable_on(self, ckpt: Any) -> list[str]:
+        """Any speech dataset: whether its recordings hold the model's words is known only once they are read."""
+        return self.dataset_names()
+
     def model_base(self, cfg: Any, words: int = 10) -> dict[str, Any]:
         """Its features, and one output per word plus CTC's blank."""
         return {"n_mels": N_MELS, "num_tokens": words + 1, "rnn": cfg.model}
