@@ -231,24 +231,27 @@ def export(ckpt: Any, source: str, fmt: str, out: Path, check: Iterable[tuple[An
     model = ckpt.build_model("cpu")
     io = task.export_io(ckpt)
     start = time.perf_counter()
-    with atomic_path(out) as tmp:
-        try:
-            (write_onnx if fmt == "onnx" else write_torchscript)(model, io, metadata(ckpt, io), tmp)
-        except ExportError:
-            raise
-        except Exception as exc:  # the exporters' own errors: name the model that could not go
-            raise ExportError(f"could not export the {ckpt.model_name} model to {fmt}: {str(exc).splitlines()[0][:300]}") from None
-        checked = agree = 0
-        max_abs = max_prob = 0.0
-        if check is not None:
-            exported, _ = load_exported(tmp, fmt)
-            checked, agree, max_abs, max_prob = compare(model, exported, check, task.export_decisions)
-            reporter.info(f"checked on {checked:,} inputs of the {checked_on}: {agree:,} decisions agree, largest "
-                          f"difference {max_abs:.2e} (outputs), {max_prob:.2e} (probabilities)")
-            if checked == 0:
-                raise ExportError(f"the {checked_on} gave no inputs to check the exported model on")
-            if agree != checked or max_prob > PROB_TOLERANCE:
-                raise ExportError(f"the exported model disagrees with PyTorch: {checked - agree} of {checked:,} "
-                                  f"decisions differ, probabilities differ by up to {max_prob:.2e}; nothing written")
+    try:
+        with atomic_path(out) as tmp:
+            try:
+                (write_onnx if fmt == "onnx" else write_torchscript)(model, io, metadata(ckpt, io), tmp)
+            except ExportError:
+                raise
+            except Exception as exc:  # the exporters' own errors: name the model that could not go
+                raise ExportError(f"could not export the {ckpt.model_name} model to {fmt}: {str(exc).splitlines()[0][:300]}") from None
+            checked = agree = 0
+            max_abs = max_prob = 0.0
+            if check is not None:
+                exported, _ = load_exported(tmp, fmt)
+                checked, agree, max_abs, max_prob = compare(model, exported, check, task.export_decisions)
+                reporter.info(f"checked on {checked:,} inputs of the {checked_on}: {agree:,} decisions agree, largest "
+                              f"difference {max_abs:.2e} (outputs), {max_prob:.2e} (probabilities)")
+                if checked == 0:
+                    raise ExportError(f"the {checked_on} gave no inputs to check the exported model on")
+                if agree != checked or max_prob > PROB_TOLERANCE:
+                    raise ExportError(f"the exported model disagrees with PyTorch: {checked - agree} of {checked:,} "
+                                      f"decisions differ, probabilities differ by up to {max_prob:.2e}; nothing written")
+    except OSError as exc:  # a folder that went read-only, a full disk, a path the system refuses
+        raise ExportError(f"cannot write {out}: {exc.strerror or exc}") from None
     return ExportResult(str(out), fmt, source, ckpt.model_name, ckpt.dataset, checked_on if check is not None else "",
                         checked, agree, max_abs, max_prob, time.perf_counter() - start, out.stat().st_size)

@@ -235,6 +235,7 @@ def serve(image_model: Any = None, speech_model: Any = None, host: str = "127.0.
     if not 0 < port < 65536:
         raise DigitkitError("--port must be 1-65535")
     app = create_app(image_model, speech_model, device)
+    listening = _bound_socket(host, port)
     if reporter is not None:
         shown = f"[{host}]" if ":" in host else host
         reporter.info(f"serving http://{shown}:{port}/ (Ctrl-C stops)" + ("" if host in ("127.0.0.1", "localhost", "::1")
@@ -242,6 +243,28 @@ def serve(image_model: Any = None, speech_model: Any = None, host: str = "127.0.
     config = uvicorn.Config(app, host=host, port=port, log_level="warning")
     server = uvicorn.Server(config)
     try:
-        server.run()
+        server.run(sockets=[listening])
     except OSError as exc:
         raise DigitkitError(f"cannot serve on {host}:{port}: {exc.strerror or exc}") from None
+    finally:
+        listening.close()
+
+
+def _bound_socket(host: str, port: int):
+    """A socket bound to host:port, before the page is announced: a port in use or an address not of this machine
+    is one line here (uvicorn would log it and exit with its own status after the announcement)."""
+    import socket
+
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                             flags=socket.AI_PASSIVE)[0]
+        sock = socket.socket(family, kind, proto)
+    except OSError as exc:
+        raise DigitkitError(f"cannot serve on {host}:{port}: {exc.strerror or exc}") from None
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a server just stopped leaves TIME_WAIT behind
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        raise DigitkitError(f"cannot serve on {host}:{port}: {exc.strerror or exc}") from None
+    return sock

@@ -124,6 +124,8 @@ def test_export_errors_are_one_line(tmp_path):
     assert_one_line_error(run_cli("export", str(onnx_path)), 2, "already an exported model")
     assert_one_line_error(run_cli("export", "--out", str(tmp_path)), 2, "is a folder")
     assert_one_line_error(run_cli("export", "--limit", "0"), 2, "--limit")
+    if Path("/proc/self").is_dir():  # a folder nothing can be created in, even by root
+        assert_one_line_error(run_cli("export", "--limit", "10", "--out", "/proc/m.onnx"), 2, "cannot write /proc/m.onnx")
     assert run_cli("export", "--format", "tflite").returncode == 2
     (tmp_path / "junk.onnx").write_bytes(b"not a model")
     assert_one_line_error(run_cli("predict", "--model", str(tmp_path / "junk.onnx"), str(EXAMPLES[0])), 2, "not an ONNX model")
