@@ -13,13 +13,16 @@ from typing import Iterator
 
 
 def folder_problem(folder: Path) -> str | None:
-    """Make `folder` (and its parents) where missing -> None when files can be written in it, else why not."""
+    """Make `folder` (and its parents) where missing -> None when files can be written in it, else why not. A file
+    is created there and removed: permission bits do not tell (root passes os.access where nothing can be created,
+    as under /proc)."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=".digitkit-probe.", dir=folder)
+        os.close(fd)
+        os.unlink(name)
     except OSError as exc:
         return exc.strerror or str(exc)
-    if not os.access(folder, os.W_OK):
-        return f"{folder} is not writable"
     return None
 
 

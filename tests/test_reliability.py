@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -67,6 +68,17 @@ def test_out_that_is_no_regular_file_is_refused(tmp_path):
     link.symlink_to(tmp_path / "real.safetensors")
     assert_one_line_error(run_cli("train", "mnist", "--epochs", "1", "--out", str(link)), 2, "is a symbolic link")
     assert link.is_symlink() and not (tmp_path / "real.safetensors").exists()
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc")
+def test_a_folder_nothing_can_be_created_in_is_refused_before_training(tmp_path):
+    """Under /proc even root can create nothing, though os.access says it may: the folder is probed with a real
+    file, so the run is refused in a line before the data is read."""
+    quick = ("train", "mnist", "--epochs", "1", "--limit", "100")
+    assert_one_line_error(run_cli(*quick, "--out", "/proc/m.safetensors"), 2, "cannot write checkpoint /proc/m.safetensors")
+    proc = run_cli(*quick, "--out", str(tmp_path / "m.safetensors"), "--tensorboard", "/proc/tb")
+    assert_one_line_error(proc, 2, "--tensorboard /proc/tb")
+    assert not (tmp_path / "m.safetensors").exists() and not list(tmp_path.glob(".digitkit-probe*"))
 
 
 def test_evaluate_a_directory_says_so(tmp_path):

@@ -4,6 +4,7 @@ goes into the checkpoint so `--resume` is exact."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 
@@ -44,6 +45,11 @@ class TensorBoard(Callback):
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
             raise DigitkitError('--tensorboard needs the tensorboard extra: pip install "digitkit[tensorboard]"') from None
+        from digitkit.atomic import folder_problem
+
+        problem = folder_problem(Path(folder))
+        if problem:
+            raise DigitkitError(f"--tensorboard {folder}: {problem}")
         self.writer = SummaryWriter(str(folder))
         self.first_step = 0
 
