@@ -57,6 +57,9 @@ class TrainConfig:
                                       shown="none")
     words: list[str] | None = option(None, "speechcommands: comma-separated words to recognize.", shown="all present")
     max_words: int = option(7, "Speech: the longest joined training sequence, in words.")
+    bucket: bool = option(False, "Speech: batch training sequences of similar length, so a batch pads little (its "
+                          "recurrent layers run as many steps as its longest sequence).",
+                          shown="off; on for speech on CUDA")
     precision: str = option("auto", "Autocast: auto (bf16 on CUDA where supported, else fp16; bf16 for conv nets on CPUs "
                             "with bf16 matrix instructions; else fp32), fp32, bf16 or fp16.",
                             choices=("auto", "fp32", "bf16", "fp16"))

@@ -64,6 +64,9 @@ def test_default_recipe_is_gpu_sized_only_where_measured():
     assert (cpu.batch_size, cpu.lr, cuda.batch_size, cuda.lr) == (128, 3e-3, 512, 6e-3)
     assert {**cpu.to_dict(), "batch_size": 0, "lr": 0} == {**cuda.to_dict(), "batch_size": 0, "lr": 0}
     assert config.resolve("fashion-mnist", {}, "cuda") == config.resolve("fashion-mnist", {}, "cpu")
+    for dataset in ("fsdd", "digits"):  # speech: the same recipe, its batches grouped by length
+        cpu, cuda = (config.resolve(dataset, {}, d) for d in ("cpu", "cuda"))
+        assert not cpu.bucket and cuda.bucket and {**cpu.to_dict(), "bucket": True} == cuda.to_dict()
 
 
 def test_print_config_shows_a_gpu_runs_settings_anywhere():

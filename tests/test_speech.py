@@ -93,10 +93,13 @@ def test_short_fsdd_run_recognizes_held_out_recordings(tmp_path, data_dir):
 
 
 def test_gru_variant_trains_and_resumes(tmp_path, data_dir):
+    """Also with batches grouped by length (--bucket), as speech trains on CUDA."""
     out = tmp_path / "gru.safetensors"
-    api.train("fsdd", model="gru", out=out, data_dir=data_dir, limit=300, epochs=2, model_options={"hidden": 32, "layers": 1})
+    api.train("fsdd", model="gru", out=out, data_dir=data_dir, limit=300, epochs=2, bucket=True,
+              model_options={"hidden": 32, "layers": 1})
     ckpt = ckpt_io.load(out)
     assert ckpt.model_config["rnn"] == "gru" and ckpt.input["kind"] == "speech" and ckpt.classes[0] == "0"
+    assert ckpt.train_config["bucket"] is True
     assert api.train(resume=out, data_dir=data_dir).metrics == ckpt.metrics  # finished: nothing to do
 
 

@@ -12,7 +12,7 @@ from conftest import run_cli
 from digitkit import api
 from digitkit import checkpoint as ckpt_io
 from digitkit.data import augment as A
-from digitkit.data.sequences import Pools, Recipe, join_words, plan_epoch, render
+from digitkit.data.sequences import Pools, Recipe, by_length, join_words, plan_epoch, planned_samples, render
 from digitkit.data.speech import AN4_FOLDS, an4_fold, load_an4_digits, load_digits
 from digitkit.errors import DataError
 from digitkit.recognize import Recognizer, Transcription, word_bounds
@@ -127,6 +127,25 @@ def test_wild_epoch_mixes_every_source_at_a_fixed_size():
         else:
             assert tokens == [pools.word_tokens[i] for i in item[1]] and len(spans) == len(tokens)
             assert all(0 <= a < b <= len(wave) for a, b in spans)
+
+
+def test_bucketed_batches_pad_less_and_keep_every_sequence():
+    """--bucket: an epoch's sequences grouped by planned length hold each sequence once, in as many batches as
+    before, seeded, with a fraction of the padding (a recurrent layer runs as many steps as a batch's longest)."""
+    import math
+
+    words = [tone(0.15 + 0.02 * i, 200 + 20 * i) for i in range(40)]
+    pools = Pools(words, [1 + i % 10 for i in range(40)], [f"s{i % 4}" for i in range(40)],
+                  strings=[tone(1.2), tone(2.5)], string_tokens=[[1, 2, 3], [4, 4, 5, 6, 7]],
+                  fillers=[tone(0.4, 900), tone(0.8, 1100)], filler_token=11)
+    items = plan_epoch(pools, Recipe(), with_strings=True, g=torch.Generator().manual_seed(0))
+    length = lambda item: planned_samples(item, pools, 8000)
+    batches = by_length(items, 8, length, 4, torch.Generator().manual_seed(0))
+    assert sorted(map(repr, items)) == sorted(repr(item) for batch in batches for item in batch)
+    assert len(batches) == math.ceil(len(items) / 8)
+    assert batches == by_length(items, 8, length, 4, torch.Generator().manual_seed(0))
+    padding = lambda bs: sum(max(map(length, b)) * len(b) - sum(map(length, b)) for b in bs)
+    assert padding(batches) < 0.5 * padding([items[i : i + 8] for i in range(0, len(items), 8)])
 
 
 def test_word_bounds_follow_the_audio_around_each_spike():

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any, Callable
 
 import torch
 
@@ -187,6 +188,33 @@ def plan_epoch(pools: Pools, recipe: Recipe, with_strings: bool, g: torch.Genera
             items.append(("fillers", torch.randint(len(pools.fillers), (k,), generator=g).tolist()))
     items += [("noise", [])] * math.ceil(len(items) * recipe.noise_share)
     return [items[i] for i in torch.randperm(len(items), generator=g).tolist()]
+
+
+def planned_samples(item: Item, pools: Pools, sample_rate: int) -> int:
+    """A planned sequence's length before tempo changes, gaps and overlaps: what batches are grouped by. It depends
+    on the plan alone, so every rank of a distributed run groups alike (the rendered lengths depend on each rank's
+    own draws)."""
+    kind, picks = item
+    if kind == "noise":
+        return int(1.75 * sample_rate)  # render draws 0.5-3 s
+    if kind == "string":
+        return len(pools.strings[picks[0]])
+    source = pools.words if kind == "words" else pools.fillers
+    return sum(len(source[i]) for i in picks)
+
+
+def by_length(items: list[Any], batch_size: int, length: Callable[[Any], int], window: int,
+              g: torch.Generator | None) -> list[list[Any]]:
+    """An epoch's items (in their random order) as batches of similar length: each run of `window` batches' worth
+    is sorted by `length` and cut into batches, and then all batches are shuffled. A batch then pads little (a
+    recurrent layer runs as many steps as its longest sequence), while the epoch still goes from long to short
+    batches at random. As many batches as cutting the items in order gives."""
+    batches = []
+    span = batch_size * window
+    for start in range(0, len(items), span):
+        chunk = sorted(items[start : start + span], key=length)
+        batches += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
+    return [batches[i] for i in torch.randperm(len(batches), generator=g).tolist()]
 
 
 def render(item: Item, pools: Pools, recipe: Recipe, sample_rate: int,

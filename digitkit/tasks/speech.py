@@ -18,8 +18,8 @@ import torch.nn.functional as F
 
 from digitkit.ctc import batch_greedy, word_error_rate
 from digitkit.data.audio import LogMel, pad_batch
-from digitkit.data.sequences import (LEVEL_DB, Pools, Recipe, frame_utterance, join_words, plan_epoch, present, render,
-                                     sample_lengths, set_level)
+from digitkit.data.sequences import (LEVEL_DB, Pools, Recipe, by_length, frame_utterance, join_words, plan_epoch,
+                                     planned_samples, present, render, sample_lengths, set_level)
 from digitkit.device import model_device
 from digitkit.training.distributed import World, shard
 
@@ -29,6 +29,7 @@ SEQUENCE_TEST_COUNT = 300  # connected-digit strings joined from test recordings
 SEQUENCE_TEST_WORDS = (3, 7)
 N_MELS = 40
 WORD_REPEATS = 4  # digits: each epoch's draws of a single-word recording from a corpus with many speakers
+BUCKET_WINDOW = 8  # --bucket: batches' worth of sequences sorted by length together
 
 
 def framed(trimmed: torch.Tensor, sample_rate: int, level_db: float | None) -> torch.Tensor:
@@ -99,8 +100,8 @@ class SpeechBatches:
 
     def __init__(self, pools: Pools, val_waves: list[torch.Tensor], val_tokens: list[int], sample_rate: int,
                  n_mels: int, device: torch.device, augment: bool = True, max_words: int = 7, p_single: float = 0.3,
-                 recipe: Recipe | None = None, level_db: float | None = None):
-        self.pools, self.recipe, self.level_db = pools, recipe, level_db
+                 recipe: Recipe | None = None, level_db: float | None = None, bucket: bool = False):
+        self.pools, self.recipe, self.level_db, self.bucket = pools, recipe, level_db, bucket
         self.train_waves, self.train_tokens = pools.words, pools.word_tokens
         self.val_waves = [framed(w, sample_rate, level_db) for w in val_waves]
         self.val_tokens = val_tokens
@@ -143,10 +144,14 @@ class SpeechBatches:
 
     def train_batches(self, batch_size: int, order_rng: torch.Generator | None = None, world: World = World()) -> Iterator[tuple[tuple, tuple, int]]:
         sequences = self._plan(order_rng) if self.recipe is not None else self._joined(order_rng)
-        for start in range(0, len(sequences), batch_size):
-            chunk = sequences[start : start + batch_size]
-            if len(chunk) < world.size:  # too few left to give every rank one
-                break
+        if self.bucket:
+            batches = by_length(sequences, batch_size, lambda item: planned_samples(item, self.pools, self.sample_rate),
+                                BUCKET_WINDOW, order_rng)
+        else:
+            batches = [sequences[start : start + batch_size] for start in range(0, len(sequences), batch_size)]
+        for chunk in batches:
+            if len(chunk) < world.size:  # too few to give every rank one
+                continue
             waves, targets, spans = zip(*(self._render(item) for item in shard(chunk, world)))
             feats, frames = self.featurize(list(waves), augment=self.augment)
             yield (feats, frames), (list(targets), list(spans)), len(waves)
@@ -341,7 +346,8 @@ class SpeechTask:
         recipe = Recipe(max_words=cfg.max_words) if spec.name == "digits" and cfg.augment else None
         level_db = LEVEL_DB if recipe is not None else None
         batches = SpeechBatches(pools, val_waves, [token[u.word] for u in val_kept], sr, N_MELS, device,
-                                augment=cfg.augment, max_words=cfg.max_words, recipe=recipe, level_db=level_db)
+                                augment=cfg.augment, max_words=cfg.max_words, recipe=recipe, level_db=level_db,
+                                bucket=cfg.bucket)
 
         def test(model: torch.nn.Module) -> dict[str, Any]:
             r = score_speech_test(model, splits.test, splits.vocab, sr, batches.features, reporter, level_db)
