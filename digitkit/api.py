@@ -210,8 +210,9 @@ def predict(
     save_input: str | os.PathLike | None = None,
 ) -> Iterator[Any]:
     """Read pictures -> a `reader.Prediction` or a `Failure` each, in input order; one loaded model, batched forward
-    passes of at most `batch_size`. A source is an image file's path, a PIL image, a numpy array or a torch tensor
-    ([H, W], [H, W, C] or [C, H, W]; uint8, or floats in [0, 1]); one that cannot be used yields a `Failure` and the
+    passes of at most `batch_size`. A source is an image file's path, an image file's bytes (`bytes`, or
+    `reader.Encoded(data, name)` to name it), a PIL image, a numpy array or a torch tensor ([H, W], [H, W, C] or
+    [C, H, W]; uint8, or floats in [0, 1]); one that cannot be used yields a `Failure` and the
     others go on. `sources` may be a lazy iterator (e.g. lines from stdin): results stream out per batch.
 
     With no `model`, the shipped MNIST model. A digit model reads one digit or a whole number (`label` "4071", each

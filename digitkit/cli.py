@@ -300,16 +300,53 @@ def evaluate(
     print_evaluation(result)
 
 
-def _expand_stdin(files: list[str]) -> Any:
-    """`-` stands for the paths read from stdin, one per line, streamed as they come."""
+# `predict -` with a picture's bytes on stdin (`curl URL | digitkit predict -`) reads at most this much
+MAX_STDIN_IMAGE_BYTES = 64 << 20
+
+
+# how the files digitkit reads begin, where their first bytes can pass for text (a WAV of quiet samples, a GIF)
+_SIGNATURES = (b"RIFF", b"fLaC", b"OggS", b"ID3", b"FORM", b"GIF8", b"\x89PNG", b"II*\x00", b"MM\x00*")
+
+
+def _stdin_is_binary() -> bool:
+    """Whether stdin holds a file's bytes rather than lines of paths: its first 4 KB are not UTF-8 (a PNG, a JPEG,
+    any sound), or begin as an image or audio file does. A NUL byte alone is still a listing (a broken path)."""
+    import codecs
+
+    buffer = getattr(sys.stdin, "buffer", None)
+    if buffer is None or not hasattr(buffer, "peek"):  # stdin closed, or replaced by a text-only stream
+        return False
+    head = buffer.peek(4096)[:4096]
+    if head.startswith(_SIGNATURES) or head[4:8] == b"ftyp":  # ftyp: MP4/M4A
+        return True
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
+    except UnicodeDecodeError:
+        return True
+    return False
+
+
+def _expand_stdin(files: list[str], picture: bool = False) -> Any:
+    """`-` stands for the paths read from stdin, one per line, streamed as they come. Stdin that holds a file's
+    bytes instead is, with `picture` (`predict`), that one picture; else an error that says what to do."""
     for item in files:
-        if item == "-":
+        if item != "-":
+            yield item
+        elif _stdin_is_binary():
+            if not picture:
+                raise DigitkitError("stdin holds a file's bytes, not paths of files: `digitkit transcribe --stream` "
+                                    "reads a WAV stream from stdin")
+            from digitkit.reader import Encoded
+
+            data = sys.stdin.buffer.read(MAX_STDIN_IMAGE_BYTES + 1)
+            if len(data) > MAX_STDIN_IMAGE_BYTES:
+                raise DigitkitError(f"stdin holds more than {MAX_STDIN_IMAGE_BYTES >> 20} MB: not one picture")
+            yield Encoded(data, "-")
+        else:
             for line in sys.stdin:
                 line = line.rstrip("\r\n")
                 if line.strip():
                     yield line
-        else:
-            yield item
 
 
 def _stream(results: Callable[[], Any], line: Callable[[Any], str]) -> None:
@@ -343,7 +380,7 @@ def _stream(results: Callable[[], Any], line: Callable[[Any], str]) -> None:
 
 @app.command()
 def predict(
-    files: list[str] = typer.Argument(..., metavar="FILE", help="Image files; - reads paths from stdin, one per line."),
+    files: list[str] = typer.Argument(..., metavar="FILE", help="Image files; - reads paths from stdin, one per line, or the one picture piped to it."),
     model: Optional[Path] = typer.Option(None, "--model", "-m", help="Checkpoint to use. (default: the shipped MNIST model)"),
     top_k: int = typer.Option(1, "--top-k", "-k", help="Also print the K most likely labels."),
     batch_size: int = typer.Option(256, "--batch-size", "-b", help="Images per forward pass."),
@@ -359,7 +396,7 @@ def predict(
     def results():
         from digitkit import api
 
-        return api.predict(_expand_stdin(files), model=model, top_k=top_k, batch_size=batch_size, device=device.value,
+        return api.predict(_expand_stdin(files, picture=True), model=model, top_k=top_k, batch_size=batch_size, device=device.value,
                            min_confidence=min_confidence, save_input=save_input)
 
     def line(item) -> str:

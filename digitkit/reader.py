@@ -88,25 +88,41 @@ class Prediction:
         return out
 
 
-Source = Any  # a path, a PIL image, a numpy array or a torch tensor
+Source = Any  # a path, an image file's bytes (`Encoded` or bytes), a PIL image, a numpy array or a torch tensor
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """An image file's bytes held in memory (piped to stdin, received over a network), and the name it is reported
+    by."""
+
+    data: bytes
+    name: str
 
 
 def source_name(source: Source, index: int) -> str:
     if isinstance(source, (str, os.PathLike)):
         return str(source)
+    if isinstance(source, Encoded):
+        return source.name
     return f"<{type(source).__name__} {index}>"
 
 
 def to_image(source: Source, name: str):
-    """What Python users hold -> a PIL image: a path (decoded with every check), a PIL image, a numpy array or a
-    torch tensor ([H, W], [H, W, C] or [C, H, W]; uint8, or floats in [0, 1])."""
+    """What Python users hold -> a PIL image: a path or an image file's bytes (decoded with every check), a PIL
+    image, a numpy array or a torch tensor ([H, W], [H, W, C] or [C, H, W]; uint8, or floats in [0, 1])."""
     from PIL import Image
 
-    from digitkit.data.preprocess import from_pil, open_image
+    from digitkit.data.preprocess import from_pil, open_image, open_image_bytes
     from digitkit.errors import InputError
 
     if isinstance(source, (str, os.PathLike)):
         return open_image(source)
+    if isinstance(source, (Encoded, bytes, bytearray)):
+        data = source.data if isinstance(source, Encoded) else bytes(source)
+        if not data:
+            raise InputError(f"{name}: empty file")
+        return open_image_bytes(data, name)
     if isinstance(source, Image.Image):
         return from_pil(source)
     torch = sys.modules.get("torch")  # a tensor can only come from a program that imported torch

@@ -131,6 +131,48 @@ def test_stdin_tsv_json_and_top_k(drawn, small_mnist):
     assert len(tsv) == 5
 
 
+def _piped(args: list[str], data: bytes):
+    """A `digitkit` process with `data` on its stdin, as `curl -s URL | digitkit ...` runs it."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import DATA
+
+    return subprocess.run([sys.executable, "-m", "digitkit", *args], input=data, capture_output=True, timeout=300,
+                          env={**os.environ, "DIGITKIT_DATA": str(DATA)})
+
+
+def test_a_picture_piped_to_stdin_is_read_as_that_picture(drawn):
+    """`-` reads paths, one per line; a picture's own bytes on stdin are read as that one picture, named `-`. The
+    API takes the same bytes, named or not."""
+    from digitkit.reader import Encoded
+
+    png = drawn[7].read_bytes()
+    proc = _piped(["predict", "-", "--json"], png)
+    assert proc.returncode == 0, proc.stderr
+    piped = json.loads(proc.stdout)
+    assert piped["path"] == "-" and piped["label"] == "7"
+    as_file, as_bytes, named = api.predict([drawn[7], png, Encoded(png, "seven.png")])
+    assert as_bytes.path == "<bytes 1>" and named.path == "seven.png"
+    assert as_file.label == as_bytes.label == named.label == "7" and as_bytes.confidence == as_file.confidence
+    proc = _piped(["predict", "-"], b"\x89PNG\r\n\x1a\n" + b"\0" * 64)  # a damaged picture: its one line, exit 1
+    assert proc.returncode == 1 and "digitkit: error: -: " in proc.stderr.decode() and "Traceback" not in proc.stderr.decode()
+
+
+def test_audio_piped_to_transcribe_points_to_stream():
+    """Audio bytes on `transcribe -` are no list of paths: one line naming --stream, which reads a WAV stream."""
+    import io
+
+    import soundfile as sf
+
+    buffer = io.BytesIO()
+    sf.write(buffer, np.zeros(8000, dtype=np.float32), 8000, format="WAV")
+    proc = _piped(["transcribe", "-"], buffer.getvalue())
+    assert proc.returncode == 2 and "--stream" in proc.stderr.decode(), proc.stderr.decode()
+    assert "Traceback" not in proc.stderr.decode()
+
+
 def test_cifar_style_input_for_rgb_models(tmp_path, data_dir):
     result = api.train("cifar10", model="cnn", out=tmp_path / "c.safetensors", data_dir=data_dir, limit=200, epochs=1,
                        model_options={"filters": [8, 16], "dense": 16})
