@@ -7,12 +7,18 @@ from digitkit.errors import DigitkitError
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
 
 
-def pick_device(name: str = "auto"):
-    import torch
-
+def _known(name: str) -> str:
+    """A device name as given (any case, empty for auto) -> lower case, or one line naming the choices."""
     name = (name or "auto").lower()
     if name not in DEVICE_CHOICES and not name.startswith("cuda:"):
         raise DigitkitError(f"unknown device {name!r}; choose one of: {', '.join(DEVICE_CHOICES)}")
+    return name
+
+
+def pick_device(name: str = "auto"):
+    import torch
+
+    name = _known(name)
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -29,11 +35,9 @@ def pick_device(name: str = "auto"):
 def device_type(name: str = "auto") -> str:
     """The kind of device a run named `name` trains on, without requiring it to be here: `--print-config --device
     cuda` shows a GPU run's settings on a machine without one. `auto` is what `pick_device` finds."""
-    name = (name or "auto").lower()
+    name = _known(name)
     if name == "auto":
         return pick_device(name).type
-    if name not in DEVICE_CHOICES and not name.startswith("cuda:"):
-        raise DigitkitError(f"unknown device {name!r}; choose one of: {', '.join(DEVICE_CHOICES)}")
     return "cuda" if name.startswith("cuda") else name
 
 
