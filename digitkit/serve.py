@@ -255,16 +255,15 @@ def _bound_socket(host: str, port: int):
     is one line here (uvicorn would log it and exit with its own status after the announcement)."""
     import socket
 
+    sock = None
     try:
         family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
                                                              flags=socket.AI_PASSIVE)[0]
         sock = socket.socket(family, kind, proto)
-    except OSError as exc:
-        raise DigitkitError(f"cannot serve on {host}:{port}: {exc.strerror or exc}") from None
-    try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a server just stopped leaves TIME_WAIT behind
         sock.bind(address)
     except OSError as exc:
-        sock.close()
+        if sock is not None:
+            sock.close()
         raise DigitkitError(f"cannot serve on {host}:{port}: {exc.strerror or exc}") from None
     return sock
