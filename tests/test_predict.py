@@ -131,32 +131,20 @@ def test_stdin_tsv_json_and_top_k(drawn, small_mnist):
     assert len(tsv) == 5
 
 
-def _piped(args: list[str], data: bytes):
-    """A `digitkit` process with `data` on its stdin, as `curl -s URL | digitkit ...` runs it."""
-    import os
-    import subprocess
-    import sys
-
-    from conftest import DATA
-
-    return subprocess.run([sys.executable, "-m", "digitkit", *args], input=data, capture_output=True, timeout=300,
-                          env={**os.environ, "DIGITKIT_DATA": str(DATA)})
-
-
 def test_a_picture_piped_to_stdin_is_read_as_that_picture(drawn):
     """`-` reads paths, one per line; a picture's own bytes on stdin are read as that one picture, named `-`. The
     API takes the same bytes, named or not."""
     from digitkit.reader import Encoded
 
     png = drawn[7].read_bytes()
-    proc = _piped(["predict", "-", "--json"], png)
+    proc = run_cli("predict", "-", "--json", stdin=png)
     assert proc.returncode == 0, proc.stderr
     piped = json.loads(proc.stdout)
     assert piped["path"] == "-" and piped["label"] == "7"
     as_file, as_bytes, named = api.predict([drawn[7], png, Encoded(png, "seven.png")])
     assert as_bytes.path == "<bytes 1>" and named.path == "seven.png"
     assert as_file.label == as_bytes.label == named.label == "7" and as_bytes.confidence == as_file.confidence
-    proc = _piped(["predict", "-"], b"\x89PNG\r\n\x1a\n" + b"\0" * 64)  # a damaged picture: its one line, exit 1
+    proc = run_cli("predict", "-", stdin=b"\x89PNG\r\n\x1a\n" + b"\0" * 64)  # a damaged picture: its one line, exit 1
     assert proc.returncode == 1 and "digitkit: error: -: " in proc.stderr.decode() and "Traceback" not in proc.stderr.decode()
 
 
@@ -168,7 +156,7 @@ def test_audio_piped_to_transcribe_points_to_stream():
 
     buffer = io.BytesIO()
     sf.write(buffer, np.zeros(8000, dtype=np.float32), 8000, format="WAV")
-    proc = _piped(["transcribe", "-"], buffer.getvalue())
+    proc = run_cli("transcribe", "-", stdin=buffer.getvalue())
     assert proc.returncode == 2 and "--stream" in proc.stderr.decode(), proc.stderr.decode()
     assert "Traceback" not in proc.stderr.decode()
 
