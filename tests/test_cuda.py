@@ -62,8 +62,11 @@ def test_cifar_resnet_with_test_time_augmentation(tmp_path):
 
 
 def test_resume_moves_between_cpu_and_gpu(tmp_path):
+    """A plateau schedule, since a one-cycle run refuses a longer --epochs on resume; no made-up non-digits, which
+    slow a run at a constant LR (on a CPU these settings reach 98 % after the three epochs, 76 % with them)."""
     out = tmp_path / "r.safetensors"
-    train(tmp_path, "r.safetensors", "mnist", "--limit", "3000", "--epochs", "1", device="cpu")
+    train(tmp_path, "r.safetensors", "mnist", "--limit", "12000", "--epochs", "1", "--schedule", "plateau", "--no-outliers",
+          device="cpu")
     gpu = cli_json("train", "--resume", str(out), "--epochs", "2", "--device", "cuda")
     cpu = cli_json("train", "--resume", str(out), "--epochs", "3", "--device", "cpu")
     assert gpu["epochs_run"] == 2 and cpu["epochs_run"] == 3 and cpu["test_accuracy"] > 0.9, (gpu, cpu)
@@ -95,8 +98,10 @@ def test_tune(tmp_path):
 
 
 def test_compile(tmp_path):
-    m = train(tmp_path, "k.safetensors", "mnist", "--limit", "3000", "--epochs", "1", "--compile")
-    assert m["test_accuracy"] > 0.8, m
+    """48 steps at the GPU's batch 512: the same run on a CPU (--batch-size 512 --lr 0.006 --compile) reached 97 %.
+    3,000 images for one epoch are 6 such steps: 33 % without --compile on an H100, too few to tell anything."""
+    m = train(tmp_path, "k.safetensors", "mnist", "--limit", "12000", "--epochs", "2", "--compile")
+    assert m["test_accuracy"] > 0.9, m
 
 
 def test_nproc(tmp_path):
