@@ -12,6 +12,10 @@
   alone: the share reported as not recognised; and the share of real digit recordings accepted.
 - an4: the CMU AN4 digit strings of one speaker fold (`--an4-fold K`, for a model trained with
   `digitkit train digits --holdout-fold K`), or all of them (only fair for a model that never saw AN4).
+- stream: `transcribe --stream` on three long streams with 0.8-1.6 s between the things said: FSDD test digits
+  with faint noise under the whole stream, the same recordings spliced between stretches of faint noise (each with
+  its own quiet edges), and the AN4 strings spliced the same way. An item counts as right only when exactly one
+  printed string overlaps it, that string overlaps no other item, and its transcript is right.
 - cv (`--train-folds 1,2,3,4`): speaker-disjoint cross-validation on AN4: trains `digitkit train digits
   --holdout-fold K` for each fold (about 15 min each on 2 CPU cores) and scores each on its held-out speakers.
 - loso (`--loso`, or `--loso theo,lucas`): FSDD leave-one-speaker-out: trains `digitkit train fsdd
@@ -232,6 +236,72 @@ def section_an4(data: Path, model: str | None, fold: int | None) -> dict:
     return out
 
 
+def wav_stream(wave: torch.Tensor, sample_rate: int) -> bytes:
+    """A live stream's bytes: a RIFF header that leaves the length unset, then 16-bit PCM (as arecord writes it)."""
+    import struct
+
+    pcm = (wave.clamp(-1, 1) * 32767).short().numpy().tobytes()
+    return struct.pack("<4sI4s4sIHHIIHH4sI", b"RIFF", 0xFFFFFFFF, b"WAVE", b"fmt ", 16, 1, 1, sample_rate,
+                       2 * sample_rate, 2, 16, b"data", 0xFFFFFFFF) + pcm
+
+
+def stream_score(items: list[tuple[float, float, str]], heard: list) -> int:
+    """Spoken items (start, end, words) read right: exactly one printed string overlaps the item, it overlaps no
+    other item, and its transcript is the item's words."""
+    overlaps = lambda h, a, b: h.start < b and h.end > a
+    right = 0
+    for a, b, words in items:
+        rows = [h for h in heard if overlaps(h, a, b)]
+        if len(rows) == 1 and sum(overlaps(rows[0], x, y) for x, y, _ in items) == 1:
+            right += rows[0].transcription.transcript == words
+    return right
+
+
+def section_stream(data: Path, model: str | None) -> dict:
+    """`transcribe --stream` on long streams: items said one after another with 0.8-1.6 s between them. FSDD test
+    digits (every 5th of the 300) in a room whose faint noise runs under the whole stream, and the same recordings
+    spliced as recorded between stretches of faint noise (their own quiet edges inside the stream); the AN4 strings
+    (16 kHz, fluent) spliced the same way."""
+    import io
+
+    from digitkit import api
+    from digitkit.data.audio import read_audio
+    from digitkit.data.speech import load_an4_digits, load_fsdd
+
+    fsdd = load_fsdd(data, 0.0, 0).test[::5]
+    an4 = load_an4_digits(data)
+    cases = {
+        "FSDD digits, noise under the whole stream": ([(read_audio(u.path, 8000), u.word) for u in fsdd], 8000, True),
+        "FSDD digits spliced between noise": ([(read_audio(u.path, 8000), u.word) for u in fsdd], 8000, False),
+        "AN4 strings spliced between noise": ([(read_audio(u.path, 16000), " ".join(u.words)) for u in an4], 16000,
+                                              False),
+    }
+    out = {}
+    for name, (clips, rate, under) in cases.items():
+        g = torch.Generator().manual_seed(5)
+        gap = lambda: torch.zeros(int(rate * (0.8 + 0.8 * float(torch.rand((), generator=g)))))
+        parts, items, t = [gap()], [], 0.0
+        t = len(parts[0]) / rate
+        for wave, words in clips:
+            items.append((t, t + len(wave) / rate, words))
+            parts += [wave, gap()]
+            t += (len(wave) + len(parts[-1])) / rate
+        stream = torch.cat(parts)
+        if under:
+            stream = stream + 0.001 * torch.randn(len(stream), generator=g)
+        else:  # noise in the gaps only: each recording keeps its own background
+            quiet = torch.ones(len(stream), dtype=torch.bool)
+            for a, b, _ in items:
+                quiet[int(a * rate) : int(b * rate)] = False
+            stream = stream + quiet * 0.001 * torch.randn(len(stream), generator=g)
+        heard = list(api.transcribe_stream(io.BytesIO(wav_stream(stream, rate)), model=model))
+        right = stream_score(items, heard)
+        out[name] = {"items": len(items), "printed": len(heard), "right": right / len(items)}
+        print(f"  stream  {name:<42} {right / len(items):7.2%} right ({right}/{len(items)}); {len(heard)} strings "
+              f"printed for {len(items)} said", file=sys.stderr)
+    return out
+
+
 def cross_validate(data: Path, folds: list[int], sections: list[str]) -> dict:
     """Train `digits` with each AN4 speaker fold held out; score each fold's model on its own held-out speakers."""
     from digitkit import api
@@ -281,7 +351,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", help="speech checkpoint (default: the shipped one)")
     parser.add_argument("--an4-fold", type=int, help="score the AN4 strings of this speaker fold only")
-    parser.add_argument("--only", default="robust,espeak,reject,an4", help="comma-separated sections")
+    parser.add_argument("--only", default="robust,espeak,reject,an4,stream", help="comma-separated sections")
     parser.add_argument("--train-folds", help="train a model per AN4 speaker fold (e.g. 1,2,3,4) and score each")
     parser.add_argument("--loso", nargs="?", const="all", help="FSDD leave-one-speaker-out: all six speakers, or a "
                         "comma-separated list")
@@ -312,6 +382,8 @@ def main() -> None:
         if "an4" in sections:
             an4 = section_an4(args.data_dir, args.model, args.an4_fold)
             report["an4"] = {k: v for k, v in an4.items() if k not in ("refs", "hyps", "heard")}
+        if "stream" in sections:
+            report["stream"] = section_stream(args.data_dir, args.model)
     print(json.dumps(report, indent=1))
 
 

@@ -143,11 +143,12 @@ class Recognizer:
         return Transcription(path, " ".join(w["word"] for w in words), confidence, words)
 
     def transcribe(self, path: str | os.PathLike) -> Transcription:
-        from digitkit.data.audio import audio_blocks, segments
+        from digitkit.data.audio import audio_blocks, segments, without_offset
 
         words: list[dict[str, Any]] = []
         other = 0.0
-        for segment, offset in segments(audio_blocks(path, self.sample_rate, self.segment_seconds), self.sample_rate):
+        blocks = without_offset(audio_blocks(path, self.sample_rate, self.segment_seconds), self.sample_rate)
+        for segment, offset in segments(blocks, self.sample_rate):
             found, peak = self.words(segment, offset)
             words, other = words + found, max(other, peak)
         return self.verdict(str(path), words, other)

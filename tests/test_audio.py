@@ -8,7 +8,7 @@ import soundfile as sf
 import torch
 
 from digitkit.ctc import edit_distance, greedy_decode, word_error_rate
-from digitkit.data.audio import audio_blocks, read_audio, segments, trim_silence
+from digitkit.data.audio import DCBlocker, audio_blocks, read_audio, segments, trim_silence, without_offset
 from digitkit.data.sequences import join_words
 from digitkit.errors import InputError
 
@@ -50,6 +50,24 @@ def test_bad_files(tmp_path):
     for name, reason in cases.items():
         with pytest.raises(InputError, match=reason):
             read_audio(tmp_path / name, 8000)
+
+
+def test_a_constant_offset_is_removed_alike_in_any_blocks(tmp_path):
+    """An offset as cheap microphones record it: gone whether the file is read whole or in blocks (the filter's state
+    carries across them), the speech band kept, no step where the recording starts, and alone it is silence. The
+    reader itself keeps the samples as they are."""
+    rate = 8000
+    path = tmp_path / "offset.wav"
+    sf.write(path, tone(2.0, rate, freq=300.0, level=0.1) + 0.3, rate, subtype="FLOAT")
+    assert abs(float(read_audio(path, rate).mean()) - 0.3) < 1e-3
+    whole = DCBlocker(rate)(read_audio(path, rate))
+    pieces = torch.cat(list(without_offset(audio_blocks(path, rate, block_seconds=0.137), rate)))
+    assert torch.allclose(whole, pieces, atol=1e-6)
+    assert abs(float(whole[800:].mean())) < 1e-3
+    assert abs(float(whole[800:].pow(2).mean().sqrt()) - 0.1 / math.sqrt(2)) < 0.002
+    assert float(whole[:80].abs().max()) < 0.15
+    sf.write(path, np.full(rate, 0.3, np.float32), rate, subtype="PCM_16")
+    assert len(trim_silence(DCBlocker(rate)(read_audio(path, rate)), rate)[0]) == 0
 
 
 def test_trim_silence(tmp_path):

@@ -1,13 +1,13 @@
 """Audio in: soundfile reads WAV/FLAC/OGG/MP3 (8/16/24/32-bit PCM or float), PyAV (an optional extra) AAC/m4a and
-the rest of FFmpeg's formats; all mixed to mono and resampled;
-an energy-based trim removes leading and trailing silence; log-mel features are computed on whole batches."""
+the rest of FFmpeg's formats; all mixed to mono and resampled. For speech, a DC blocker then removes any constant
+offset, an energy-based trim removes leading and trailing silence; log-mel features are computed on whole batches."""
 
 from __future__ import annotations
 
 import math
 import os
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 import torch
 
@@ -49,6 +49,44 @@ def _mono_resampled(block, sample_rate: int, target_sr: int) -> torch.Tensor:
     if sample_rate != target_sr:
         wave = AF.resample(wave, resample_rate(sample_rate, target_sr), target_sr)
     return wave
+
+
+DC_CUTOFF_HZ = 20.0  # the log-mel features start at 20 Hz: below it a recording holds nothing the models use
+
+
+class DCBlocker:
+    """A first-order high-pass (y[n] = g (x[n] - x[n-1]) + r y[n-1], cut-off `DC_CUTOFF_HZ`, g = (1 + r) / 2 for a
+    gain of 1 at the top of the band) whose state carries from one block of a recording to the next. A constant
+    offset (cheap microphones and sound cards record one) is energy to every loudness measure and a strong low band
+    to the features: a 1-s constant signal read as "7 6". A per-block mean would step at block edges; this filter
+    is continuous across them. The state starts as if the recording had held its first 10 ms' mean before it began,
+    so an offset present from the start leaves no transient."""
+
+    def __init__(self, sample_rate: int, cutoff_hz: float = DC_CUTOFF_HZ):
+        self.r = math.exp(-2 * math.pi * cutoff_hz / sample_rate)
+        self.gain = (1 + self.r) / 2
+        self.head = max(1, int(0.01 * sample_rate))
+        self.memory = math.ceil(math.log(1e-9) / math.log(self.r))  # samples until the last block's state is gone
+        self.x_prev: float | None = None
+        self.y_prev = 0.0
+
+    def __call__(self, block: torch.Tensor) -> torch.Tensor:
+        import torchaudio.functional as AF
+
+        if len(block) == 0:
+            return block
+        x = block.float()
+        if self.x_prev is None:
+            self.x_prev = float(x[: self.head].mean())
+        diff = torch.empty_like(x)
+        diff[0] = x[0] - self.x_prev
+        torch.sub(x[1:], x[:-1], out=diff[1:])
+        diff *= self.gain
+        y = AF.lfilter(diff[None], x.new_tensor([1.0, -self.r]), x.new_tensor([1.0, 0.0]), clamp=False)[0]
+        n = min(len(y), self.memory)  # the previous block's output decays into this one's start
+        y[:n] += self.y_prev * torch.pow(self.r, torch.arange(1, n + 1, dtype=torch.float64)).float()
+        self.x_prev, self.y_prev = float(x[-1]), float(y[-1])
+        return y
 
 
 def _wav_shortfall(path: Path) -> int:
@@ -156,6 +194,14 @@ def audio_info(path: str | os.PathLike) -> tuple[int, int]:
 def read_audio(path: str | os.PathLike, target_sr: int) -> torch.Tensor:
     """The whole file as float32 mono at `target_sr` (for clips; long files go through `audio_blocks`)."""
     return torch.cat(list(audio_blocks(path, target_sr, block_seconds=3600.0)))
+
+
+def without_offset(blocks: Iterable[torch.Tensor], sample_rate: int) -> Iterator[torch.Tensor]:
+    """The blocks of one recording with its constant offset removed, the filter's state carried across them: what
+    the speech front end measures and hears (`DCBlocker`)."""
+    blocker = DCBlocker(sample_rate)
+    for block in blocks:
+        yield blocker(block)
 
 
 def audio_blocks(path: str | os.PathLike, target_sr: int, block_seconds: float = 30.0) -> Iterator[torch.Tensor]:

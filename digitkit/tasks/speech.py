@@ -218,14 +218,15 @@ def load_speech_splits(dataset: str, folder: Path, cfg: Any):
 
 
 def load_waves(utterances: list, sample_rate: int, reporter: Any) -> tuple[list[torch.Tensor], list]:
-    """Read and silence-trim recordings; unreadable or silent ones are skipped with one warning."""
-    from digitkit.data.audio import read_audio, trim_silence
+    """Read recordings, free them of any constant offset and silence-trim them, as `transcribe` hears them;
+    unreadable or silent ones are skipped with one warning."""
+    from digitkit.data.audio import DCBlocker, read_audio, trim_silence
     from digitkit.errors import InputError
 
     waves, kept, skipped = [], [], []
     for u in utterances:
         try:
-            wave, _ = trim_silence(read_audio(u.path, sample_rate), sample_rate)
+            wave, _ = trim_silence(DCBlocker(sample_rate)(read_audio(u.path, sample_rate)), sample_rate)
         except InputError as exc:
             skipped.append(str(exc))
             continue
