@@ -86,12 +86,11 @@ class Endpointer:
         self.above = above_db
         self.quantile = quantile
         self.recent: deque[float] = deque(maxlen=max(1, round(window_s / FRAME_S)))
-        self.floor: float | None = None
 
     def __call__(self, db: float) -> bool:
         self.recent.append(db)
-        self.floor = sorted(self.recent)[int(self.quantile * (len(self.recent) - 1))]
-        return db > self.floor + self.above and db > -65.0
+        floor = sorted(self.recent)[int(self.quantile * (len(self.recent) - 1))]
+        return db > floor + self.above and db > -65.0
 
 
 @dataclass

@@ -8,7 +8,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from conftest import run_cli
+from conftest import REPO, run_cli
 from digitkit import api
 from digitkit import checkpoint as ckpt_io
 from digitkit.data import augment as A
@@ -213,12 +213,13 @@ def test_digits_training_run_reports_recorded_strings_of_unseen_speakers(tmp_pat
 
 
 def _wav_stream(waves: list[torch.Tensor], rate: int) -> bytes:
-    import struct
+    """The waves one after another as a live stream's bytes, as bench/speech_wild.py writes its streams."""
+    import sys
 
-    pcm = (torch.cat(waves).clamp(-1, 1) * 32767).short().numpy().tobytes()
-    head = struct.pack("<4sI4s4sIHHIIHH4sI", b"RIFF", 0xFFFFFFFF, b"WAVE", b"fmt ", 16, 1, 1, rate, 2 * rate, 2, 16,
-                       b"data", 0xFFFFFFFF)  # a live stream does not know its length
-    return head + pcm
+    sys.path.insert(0, str(REPO / "bench"))
+    from speech_wild import wav_stream
+
+    return wav_stream(torch.cat(waves), rate)
 
 
 def test_stream_prints_each_string_after_its_pause(tmp_path, data_dir):
