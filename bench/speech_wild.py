@@ -19,13 +19,14 @@
 - cv (`--train-folds 1,2,3,4`): speaker-disjoint cross-validation on AN4: trains `digitkit train digits
   --holdout-fold K` for each fold (about 15 min each on 2 CPU cores) and scores each on its held-out speakers.
 - loso (`--loso`, or `--loso theo,lucas`): FSDD leave-one-speaker-out: trains `digitkit train fsdd
-  --holdout-speaker S` for each of FSDD's six speakers (about 8 min each on 2 CPU cores) and scores each on all 500
-  recordings of its held-out speaker (single digits through `transcribe`, and the run's WER on 300 strings joined
-  from them); prints the mean over speakers.
+  --holdout-speaker S` for each of FSDD's six speakers (about 8 min each on 2 CPU cores; `--loso-dataset digits`:
+  the `digits` mix without any of S's recordings, about 16 min each) and scores each on all 500 recordings of its
+  held-out speaker (single digits through `transcribe`, and the run's WER on 300 strings joined from them); prints
+  the mean over speakers.
 
     DIGITKIT_DATA=../shared/datasets python bench/speech_wild.py [--model CKPT] [--an4-fold K] [--only robust,...]
     DIGITKIT_DATA=../shared/datasets python bench/speech_wild.py --train-folds 1,2,3,4 --only an4
-    DIGITKIT_DATA=../shared/datasets python bench/speech_wild.py --loso
+    DIGITKIT_DATA=../shared/datasets python bench/speech_wild.py --loso [--loso-dataset digits]
 """
 
 from __future__ import annotations
@@ -323,8 +324,9 @@ def cross_validate(data: Path, folds: list[int], sections: list[str]) -> dict:
     return out
 
 
-def leave_one_speaker_out(data: Path, speakers: list[str]) -> dict:
-    """Train `fsdd` with each speaker held out; score each model on every recording of the speaker it never heard."""
+def leave_one_speaker_out(data: Path, speakers: list[str], dataset: str = "fsdd") -> dict:
+    """Train `dataset` (fsdd or digits) with each FSDD speaker held out; score each model on every recording of the
+    speaker it never heard."""
     from digitkit import api
     from digitkit.data.speech import load_fsdd
 
@@ -332,13 +334,13 @@ def leave_one_speaker_out(data: Path, speakers: list[str]) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         for speaker in speakers:
             model = Path(tmp) / f"{speaker}.safetensors"
-            run = api.train("fsdd", data_dir=data, out=model, holdout_speaker=speaker)
+            run = api.train(dataset, data_dir=data, out=model, holdout_speaker=speaker)
             test = load_fsdd(data, 0.0, 0, holdout_speaker=speaker).test
             results = transcripts([u.path for u in test], str(model))
             right = sum(getattr(r, "transcript", None) == u.word for r, u in zip(results, test))
             out[speaker] = {"accuracy": right / len(test), "clips": len(test),
                             "strings_wer": run.metrics.get("test_sequence_wer"), "train_seconds": run.metrics.get("train_seconds")}
-            print(f"  loso    {speaker:<10} {right / len(test):7.2%} single digits ({right}/{len(test)}), WER "
+            print(f"  loso    {dataset} {speaker:<10} {right / len(test):7.2%} single digits ({right}/{len(test)}), WER "
                   f"{out[speaker]['strings_wer']:.2%} on strings joined from its recordings", file=sys.stderr)
     mean = sum(v["accuracy"] for v in out.values()) / len(out)
     mean_wer = sum(v["strings_wer"] for v in out.values()) / len(out)
@@ -355,6 +357,8 @@ def main() -> None:
     parser.add_argument("--train-folds", help="train a model per AN4 speaker fold (e.g. 1,2,3,4) and score each")
     parser.add_argument("--loso", nargs="?", const="all", help="FSDD leave-one-speaker-out: all six speakers, or a "
                         "comma-separated list")
+    parser.add_argument("--loso-dataset", choices=("fsdd", "digits"), default="fsdd",
+                        help="what --loso trains: FSDD alone, or the digits mix (FSDD, Speech Commands, AN4)")
     parser.add_argument("--data-dir", type=Path, default=Path(os.environ.get("DIGITKIT_DATA", ROOT.parent / "shared" / "datasets")))
     args = parser.parse_args()
     sections = args.only.split(",")
@@ -364,7 +368,8 @@ def main() -> None:
         from digitkit.data.speech import load_fsdd
 
         speakers = sorted({u.speaker for u in load_fsdd(args.data_dir, 0.0, 0).test})
-        report["loso"] = leave_one_speaker_out(args.data_dir, speakers if args.loso == "all" else args.loso.split(","))
+        report["loso"] = leave_one_speaker_out(args.data_dir, speakers if args.loso == "all" else args.loso.split(","),
+                                               args.loso_dataset)
         print(json.dumps(report, indent=1))
         return
     if args.train_folds:

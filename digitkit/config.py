@@ -52,7 +52,8 @@ class TrainConfig:
     limit: int | None = option(None, "Train on N training samples only (quick runs); validation still uses the whole "
                                "held-out split.", shown="all")
     target_accuracy: float | None = option(None, "Stop once val accuracy reaches this fraction, e.g. 0.99.", shown="none")
-    holdout_speaker: str | None = option(None, "fsdd: test on this speaker only, train on the others.", shown="none")
+    holdout_speaker: str | None = option(None, "fsdd, digits: test on this FSDD speaker's recordings, train on none "
+                                         "of them.", shown="none")
     holdout_fold: int | None = option(None, "digits: test on the AN4 speakers of this fold (1-4), train on the others.",
                                       shown="none")
     words: list[str] | None = option(None, "speechcommands: comma-separated words to recognize.", shown="all present")

@@ -217,10 +217,14 @@ def load_an4_digits(data_dir: Path) -> list[Utterance]:
     return out
 
 
-def load_digits(data_dir: Path, val_split: float, seed: int, holdout_fold: int | None = None) -> SpeechSplits:
+def load_digits(data_dir: Path, val_split: float, seed: int, holdout_fold: int | None = None,
+                holdout_speaker: str | None = None) -> SpeechSplits:
+    """Every real digit source present, each corpus' test recordings kept out: FSDD's standard test split (or all of
+    `holdout_speaker`'s recordings and none of them in training), the Speech Commands test speakers, and where
+    `holdout_fold` is given, that AN4 speaker fold."""
     if holdout_fold is not None and not 1 <= holdout_fold <= AN4_FOLDS:
         raise DataError(f"--holdout-fold must be 1..{AN4_FOLDS}")
-    fsdd = load_fsdd(data_dir, 0.0, seed)
+    fsdd = load_fsdd(data_dir, 0.0, seed, holdout_speaker)
     words_train = [Utterance(u.path, u.word, u.speaker, "fsdd") for u in fsdd.train]
     words_test = [Utterance(u.path, u.word, u.speaker, "fsdd") for u in fsdd.test]
     fillers, filler_test = [], []
@@ -246,6 +250,8 @@ def load_digits(data_dir: Path, val_split: float, seed: int, holdout_fold: int |
     note = f"sources: {', '.join(sources)}; {len(strings)} recorded strings, {len(fillers)} other words"
     if holdout_fold is not None:
         note += f"; AN4 speaker fold {holdout_fold} of {AN4_FOLDS} held out for testing"
+    if holdout_speaker is not None:
+        note += f"; FSDD {fsdd.note}"
     speakers = sorted({u.speaker for u in train + strings + test})
     return SpeechSplits([str(d) for d in range(10)], train + strings, val, test, str(data_dir), note, speakers,
                         fillers, filler_test)

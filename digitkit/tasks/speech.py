@@ -206,14 +206,14 @@ def load_speech_splits(dataset: str, folder: Path, cfg: Any):
     spec = get_speech_dataset(dataset)
     if cfg.words and spec.name != "speechcommands":
         raise DigitkitError(f"--words is for speechcommands; {spec.name}'s words are the digits 0-9")
-    if cfg.holdout_speaker and spec.name != "fsdd":
-        raise DigitkitError("--holdout-speaker is for fsdd (digits: --holdout-fold); speechcommands already splits by speaker")
+    if cfg.holdout_speaker and spec.name not in ("fsdd", "digits"):
+        raise DigitkitError("--holdout-speaker is for fsdd and digits (FSDD's speakers); speechcommands already splits by speaker")
     if cfg.holdout_fold is not None and spec.name != "digits":
         raise DigitkitError("--holdout-fold is for digits (its AN4 speaker folds)")
     if spec.name == "fsdd":
         return spec, load_fsdd(folder, cfg.val_split, cfg.seed, cfg.holdout_speaker)
     if spec.name == "digits":
-        return spec, load_digits(folder, cfg.val_split, cfg.seed, cfg.holdout_fold)
+        return spec, load_digits(folder, cfg.val_split, cfg.seed, cfg.holdout_fold, cfg.holdout_speaker)
     return spec, load_speechcommands(folder, cfg.words)
 
 
@@ -431,8 +431,9 @@ class SpeechTask:
 
         cfg = TrainConfig.from_dict(ckpt.train_config)
         name = self.dataset_name(dataset) if dataset else ckpt.dataset
-        if name != ckpt.dataset:
-            cfg = dataclasses.replace(cfg, holdout_speaker=None, holdout_fold=None)
+        if name != ckpt.dataset:  # an FSDD speaker the model never heard stays its test speaker on the other dataset
+            cfg = dataclasses.replace(cfg, holdout_fold=None,
+                                      holdout_speaker=cfg.holdout_speaker if name in ("fsdd", "digits") else None)
         spec, splits = load_speech_splits(name, folder, cfg)
         if splits.vocab != ckpt.classes:
             raise DataError(f"the words in {splits.source} ({', '.join(splits.vocab)}) differ from the model's ({', '.join(ckpt.classes)})")
