@@ -54,6 +54,18 @@ def test_digits_sources_keep_each_corpus_test_out(data_dir):
         load_digits(data_dir, 0.1, 0, holdout_fold=9)
 
 
+def test_digits_can_hold_an_fsdd_speaker_out_of_every_part_of_the_mix(data_dir):
+    splits = load_digits(data_dir, val_split=0.1, seed=0, holdout_speaker="theo")
+    fsdd_test = [u for u in splits.test if u.corpus == "fsdd"]
+    assert len(fsdd_test) == 500 and {u.speaker for u in fsdd_test} == {"theo"}
+    assert "theo" not in {u.speaker for u in splits.train + splits.val}
+    # the other FSDD speakers train on all their recordings, the standard test indices included
+    assert any(int(u.path.stem.split("_")[2]) < 5 for u in splits.train + splits.val if u.corpus == "fsdd")
+    assert len([u for u in splits.train if len(u.words) > 1]) == 92
+    with pytest.raises(DataError, match="speakers are"):
+        load_digits(data_dir, 0.1, 0, holdout_speaker="nobody")
+
+
 def test_speed_changes_duration_and_noise_hits_its_snr():
     wave = tone(1.0)
     assert abs(len(A.speed(wave, 1.1, 8000)) - 8000 / 1.1) < 10 and len(A.speed(wave, 1.0, 8000)) == 8000
@@ -199,17 +211,21 @@ def test_not_recognised_prints_a_question_mark_and_json_null(tmp_path):
 
 def test_digits_training_run_reports_recorded_strings_of_unseen_speakers(tmp_path, data_dir):
     out = tmp_path / "digits.safetensors"
-    result = api.train("digits", out=out, data_dir=data_dir, holdout_fold=1, limit=200, epochs=2,
-                       model_options={"hidden": 32, "layers": 1, "conv_channels": 32})
+    result = api.train("digits", out=out, data_dir=data_dir, holdout_fold=1, holdout_speaker="theo", limit=200,
+                       epochs=2, model_options={"hidden": 32, "layers": 1, "conv_channels": 32})
     m = result.metrics
     assert m["test_recorded"] == len([u for u in load_an4_digits(data_dir) if an4_fold(u.speaker) == 1])
-    assert 0 <= m["test_recorded_wer"] and m["test_samples"] > 300
+    assert 0 <= m["test_recorded_wer"] and m["test_samples"] > 500
     ckpt = ckpt_io.load(out)
     assert ckpt.input["filler"] is True and ckpt.model_config["num_tokens"] == 12 and ckpt.input["sample_rate"] == 8000
     proc = run_cli("evaluate", str(out), "--json")
     assert proc.returncode == 0, proc.stderr
     data = json.loads(proc.stdout)
     assert data["recorded"] == m["test_recorded"] and abs(data["recorded_wer"] - m["test_recorded_wer"]) < 1e-6
+    # on FSDD alone, the speaker the model never heard stays its test set: all 500 of theo's recordings
+    proc = run_cli("evaluate", str(out), "--dataset", "fsdd", "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["samples"] == 500 and "theo held out" in json.loads(proc.stdout)["note"]
 
 
 def _wav_stream(waves: list[torch.Tensor], rate: int) -> bytes:
