@@ -303,7 +303,7 @@ def section_stream(data: Path, model: str | None) -> dict:
     return out
 
 
-def cross_validate(data: Path, folds: list[int], sections: list[str]) -> dict:
+def cross_validate(data: Path, folds: list[int], sections: list[str], keep: Path | None = None) -> dict:
     """Train `digits` with each AN4 speaker fold held out; score each fold's model on its own held-out speakers."""
     from digitkit import api
     from digitkit.ctc import word_error_rate
@@ -311,7 +311,7 @@ def cross_validate(data: Path, folds: list[int], sections: list[str]) -> dict:
     out, refs, hyps, heard = {}, [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         for k in folds:
-            model = Path(tmp) / f"fold{k}.safetensors"
+            model = (keep or Path(tmp)) / f"digits-fold{k}.safetensors"
             api.train("digits", data_dir=data, out=model, holdout_fold=k)
             fold = section_an4(data, str(model), k)
             refs, hyps, heard = refs + fold.pop("refs"), hyps + fold.pop("hyps"), heard + fold.pop("heard")
@@ -324,7 +324,7 @@ def cross_validate(data: Path, folds: list[int], sections: list[str]) -> dict:
     return out
 
 
-def leave_one_speaker_out(data: Path, speakers: list[str], dataset: str = "fsdd") -> dict:
+def leave_one_speaker_out(data: Path, speakers: list[str], dataset: str = "fsdd", keep: Path | None = None) -> dict:
     """Train `dataset` (fsdd or digits) with each FSDD speaker held out; score each model on every recording of the
     speaker it never heard."""
     from digitkit import api
@@ -333,7 +333,7 @@ def leave_one_speaker_out(data: Path, speakers: list[str], dataset: str = "fsdd"
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
         for speaker in speakers:
-            model = Path(tmp) / f"{speaker}.safetensors"
+            model = (keep or Path(tmp)) / f"{dataset}-without-{speaker}.safetensors"
             run = api.train(dataset, data_dir=data, out=model, holdout_speaker=speaker)
             test = load_fsdd(data, 0.0, 0, holdout_speaker=speaker).test
             results = transcripts([u.path for u in test], str(model))
@@ -359,21 +359,24 @@ def main() -> None:
                         "comma-separated list")
     parser.add_argument("--loso-dataset", choices=("fsdd", "digits"), default="fsdd",
                         help="what --loso trains: FSDD alone, or the digits mix (FSDD, Speech Commands, AN4)")
+    parser.add_argument("--keep", type=Path, help="--loso, --train-folds: keep the trained models in this folder")
     parser.add_argument("--data-dir", type=Path, default=Path(os.environ.get("DIGITKIT_DATA", ROOT.parent / "shared" / "datasets")))
     args = parser.parse_args()
     sections = args.only.split(",")
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     report = {"model": args.model or "shipped"}
+    if args.keep:
+        args.keep.mkdir(parents=True, exist_ok=True)
     if args.loso:
         from digitkit.data.speech import load_fsdd
 
         speakers = sorted({u.speaker for u in load_fsdd(args.data_dir, 0.0, 0).test})
         report["loso"] = leave_one_speaker_out(args.data_dir, speakers if args.loso == "all" else args.loso.split(","),
-                                               args.loso_dataset)
+                                               args.loso_dataset, args.keep)
         print(json.dumps(report, indent=1))
         return
     if args.train_folds:
-        report["cv"] = cross_validate(args.data_dir, [int(k) for k in args.train_folds.split(",")], sections)
+        report["cv"] = cross_validate(args.data_dir, [int(k) for k in args.train_folds.split(",")], sections, args.keep)
         print(json.dumps(report, indent=1))
         return
     with tempfile.TemporaryDirectory() as tmp:

@@ -351,14 +351,15 @@ def _expand_stdin(files: list[str], picture: bool = False) -> Any:
 
 def _stream(results: Callable[[], Any], line: Callable[[Any], str]) -> None:
     """Print one line per input as results arrive; a failed input gets one error line on stderr and the rest
-    go on; exit 1 if any failed. A closed pipe (`... | head -1`) ends quietly."""
+    go on; exit 1 if any failed. A closed pipe (`... | head -1`) ends quietly. Each line is flushed as it is
+    written: stdout into a pipe is block-buffered, and a reader downstream (`transcribe --stream | ...`) would get
+    each line only when the next one came (2-3 s later for spoken strings), or at the end."""
 
     def task() -> int:
         from digitkit.errors import Failure
 
         failed = 0
         for item in results():
-            sys.stdout.flush()  # keep stdout and stderr lines in input order
             if isinstance(item, Failure):
                 failed += 1
                 sys.stderr.write(f"digitkit: error: {item.error}\n")
@@ -366,7 +367,7 @@ def _stream(results: Callable[[], Any], line: Callable[[Any], str]) -> None:
             if getattr(item, "warning", ""):
                 sys.stderr.write(f"digitkit: warning: {item.path}: {item.warning}\n")
             sys.stdout.write(line(item) + "\n")
-        sys.stdout.flush()
+            sys.stdout.flush()
         return failed
 
     try:

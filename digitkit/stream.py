@@ -15,6 +15,7 @@ from digitkit.data.audio import SPEECH_ABOVE_NOISE_DB, TRIM_RANGE_DB
 from digitkit.errors import InputError
 
 FRAME_S = 0.01
+READ_FRAMES = 5  # frames read at a time: a pause is noticed at most 0.05 s after it has lasted long enough
 
 
 @dataclass(frozen=True)
@@ -129,7 +130,7 @@ def segments(stream: BinaryIO, pause_s: float = 0.35, max_seconds: float = 20.0,
     voiced = quiet = 0
     peak = 0.0  # the current string's loudest frame, dB
     while True:
-        raw = stream.read(width * 10)  # 0.1 s at a time: the decision waits at most this long for data
+        raw = stream.read(width * READ_FRAMES)
         usable = len(raw) - len(raw) % width
         if usable == 0:
             break
@@ -156,7 +157,7 @@ def segments(stream: BinaryIO, pause_s: float = 0.35, max_seconds: float = 20.0,
                 if voiced * FRAME_S >= min_speech_s:
                     yield end - len(speech) * FRAME_S, end - quiet * FRAME_S, torch.cat(speech), fmt.sample_rate
                 speech, voiced, quiet = [], 0, 0
-        if len(raw) < width * 10:
+        if len(raw) < width * READ_FRAMES:
             break
     if speech and voiced * FRAME_S >= min_speech_s:
         end = frames_seen * FRAME_S
