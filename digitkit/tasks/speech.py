@@ -22,7 +22,6 @@ from digitkit.data.sequences import (LEVEL_DB, Pools, Recipe, by_length, frame_u
                                      planned_samples, present, render, sample_lengths, set_level)
 from digitkit.device import model_device
 from digitkit.training.distributed import World, shard
-from digitkit.training.prefetch import prefetched
 
 
 ALIGNED_FRACTION = 0.4  # share of the epochs trained on the known alignment before CTC takes over
@@ -134,13 +133,13 @@ class SpeechBatches:
             cursor += k
         return sequences
 
-    def _render(self, item, g: torch.Generator) -> tuple[torch.Tensor, list[int], list[tuple[int, int]] | None]:
+    def _render(self, item) -> tuple[torch.Tensor, list[int], list[tuple[int, int]] | None]:
         if self.recipe is not None:
-            wave, tokens, spans = render(item, self.pools, self.recipe, self.sample_rate, g)
+            wave, tokens, spans = render(item, self.pools, self.recipe, self.sample_rate)
             return (set_level(wave, self.level_db) if self.level_db is not None else wave), tokens, spans
         spans: list[tuple[int, int]] = []
         picks = item[1]
-        wave = join_words([self.train_waves[i] for i in picks], self.sample_rate, generator=g, spans=spans)
+        wave = join_words([self.train_waves[i] for i in picks], self.sample_rate, spans=spans)
         return wave, [self.train_tokens[i] for i in picks], spans
 
     def train_batches(self, batch_size: int, order_rng: torch.Generator | None = None, world: World = World()) -> Iterator[tuple[tuple, tuple, int]]:
@@ -150,13 +149,10 @@ class SpeechBatches:
                                 BUCKET_WINDOW, order_rng)
         else:
             batches = [sequences[start : start + batch_size] for start in range(0, len(sequences), batch_size)]
-        parts = [shard(chunk, world) for chunk in batches if len(chunk) >= world.size]  # else too few for every rank
-        # the sequences are rendered a batch or two ahead in a background thread (`prefetched`), drawing from their
-        # own generator, seeded here from the global one: that one (dropout, SpecAugment) then sees the same draws in
-        # the same order in every run, whatever the two threads' timing
-        g = torch.Generator().manual_seed(int(torch.randint(2**62, ())))
-        for rendered in prefetched(lambda part: [self._render(item, g) for item in part], parts):
-            waves, targets, spans = zip(*rendered)
+        for chunk in batches:
+            if len(chunk) < world.size:  # too few to give every rank one
+                continue
+            waves, targets, spans = zip(*(self._render(item) for item in shard(chunk, world)))
             feats, frames = self.featurize(list(waves), augment=self.augment)
             yield (feats, frames), (list(targets), list(spans)), len(waves)
 
