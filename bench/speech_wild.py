@@ -16,6 +16,8 @@
   with faint noise under the whole stream, the same recordings spliced between stretches of faint noise (each with
   its own quiet edges), and the AN4 strings spliced the same way. An item counts as right only when exactly one
   printed string overlaps it, that string overlaps no other item, and its transcript is right.
+- latency: `transcribe --stream` live: FSDD test digits fed into its stdin pipe in real time, 2 s apart; the time
+  from the end of each digit to its line on the stdout pipe.
 - cv (`--train-folds 1,2,3,4`): speaker-disjoint cross-validation on AN4: trains `digitkit train digits
   --holdout-fold K` for each fold (about 15 min each on 2 CPU cores) and scores each on its held-out speakers.
 - loso (`--loso`, or `--loso theo,lucas`): FSDD leave-one-speaker-out: trains `digitkit train fsdd
@@ -246,6 +248,63 @@ def wav_stream(wave: torch.Tensor, sample_rate: int) -> bytes:
                        2 * sample_rate, 2, 16, b"data", 0xFFFFFFFF) + pcm
 
 
+def live_delays(clips: list[torch.Tensor], rate: int, model: str | None = None, lead_s: float = 6.0,
+                gap_s: float = 2.0) -> list[tuple[str, float]]:
+    """`digitkit transcribe --stream` as it runs live: the clips (trimmed speech), each followed by `gap_s` of faint
+    noise, fed into its stdin pipe in real time (20 ms of audio every 20 ms, after `lead_s` of noise during which
+    the process starts), its stdout read from a pipe, without PYTHONUNBUFFERED (which would hide a line left in a
+    buffer). -> (line printed, seconds from the moment a clip's last sample went into the pipe to its line)."""
+    import threading
+    import time
+
+    g = torch.Generator().manual_seed(0)
+    parts, ends = [0.002 * torch.randn(int(lead_s * rate), generator=g)], []
+    for clip in clips:
+        parts.append(clip)
+        ends.append(2 * sum(len(p) for p in parts))  # the byte that ends the clip's speech
+        parts.append(0.002 * torch.randn(int(gap_s * rate), generator=g))
+    stream = wav_stream(torch.cat(parts), rate)
+    head, audio = stream[:44], stream[44:]
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    command = [sys.executable, "-m", "digitkit", "transcribe", "--stream", *(["--model", model] if model else [])]
+    proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
+    lines: list[tuple[float, str]] = []
+    reader = threading.Thread(target=lambda: lines.extend((time.monotonic(), raw.decode().rstrip("\n"))
+                                                          for raw in proc.stdout))
+    reader.start()
+    said: list[float] = []
+    chunk = 2 * int(0.02 * rate)
+    try:
+        proc.stdin.write(head)
+        start = time.monotonic()
+        for at in range(0, len(audio), chunk):
+            time.sleep(max(0.0, start + at / (2 * rate) - time.monotonic()))
+            proc.stdin.write(audio[at : at + chunk])
+            proc.stdin.flush()
+            said += [time.monotonic()] * sum(at < end <= at + chunk for end in ends)
+        proc.stdin.close()
+        reader.join(timeout=120)
+    finally:
+        proc.kill()
+    return [(line, arrived - end) for (arrived, line), end in zip(lines, said)]
+
+
+def section_latency(data: Path, model: str | None) -> dict:
+    """How soon `transcribe --stream` prints a string after it was said, live (`live_delays`): ten FSDD test
+    digits (trimmed), 2 s apart."""
+    from digitkit.data.audio import read_audio, trim_silence
+    from digitkit.data.speech import load_fsdd
+
+    rate = 16000
+    clips = [trim_silence(read_audio(u.path, rate), rate)[0] for u in load_fsdd(data, 0.0, 0).test[::30]]
+    delays = sorted(d for _, d in live_delays(clips, rate, model))
+    out = {"strings": len(clips), "printed": len(delays), "median_s": delays[len(delays) // 2] if delays else None,
+           "max_s": delays[-1] if delays else None}
+    print(f"  latency {len(delays)} lines for {len(clips)} strings said live; from the end of each string to its "
+          f"line: median {out['median_s']:.2f} s, at most {out['max_s']:.2f} s", file=sys.stderr)
+    return out
+
+
 def stream_score(items: list[tuple[float, float, str]], heard: list) -> int:
     """Spoken items (start, end, words) read right: exactly one printed string overlaps the item, it overlaps no
     other item, and its transcript is the item's words."""
@@ -353,7 +412,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", help="speech checkpoint (default: the shipped one)")
     parser.add_argument("--an4-fold", type=int, help="score the AN4 strings of this speaker fold only")
-    parser.add_argument("--only", default="robust,espeak,reject,an4,stream", help="comma-separated sections")
+    parser.add_argument("--only", default="robust,espeak,reject,an4,stream,latency", help="comma-separated sections")
     parser.add_argument("--train-folds", help="train a model per AN4 speaker fold (e.g. 1,2,3,4) and score each")
     parser.add_argument("--loso", nargs="?", const="all", help="FSDD leave-one-speaker-out: all six speakers, or a "
                         "comma-separated list")
@@ -392,6 +451,8 @@ def main() -> None:
             report["an4"] = {k: v for k, v in an4.items() if k not in ("refs", "hyps", "heard")}
         if "stream" in sections:
             report["stream"] = section_stream(args.data_dir, args.model)
+        if "latency" in sections:
+            report["latency"] = section_latency(args.data_dir, args.model)
     print(json.dumps(report, indent=1))
 
 

@@ -328,49 +328,19 @@ def test_stream_prints_each_string_soon_after_it_is_said(data_dir):
     """A live stream fed in real time into a pipe, read from a pipe (as `arecord | digitkit transcribe --stream |
     ...` runs): each line must come within 0.5 s of the end of what was said (the 0.35 s pause that ends it, a read
     of 0.05 s, the decoding). A line written into a block-buffered pipe and not flushed came only with the next one,
-    2-3 s later. Without PYTHONUNBUFFERED, which would hide that."""
-    import os
-    import struct
-    import subprocess
+    2-3 s later."""
     import sys
-    import threading
-    import time
 
     from digitkit.data.audio import read_audio, trim_silence
 
+    sys.path.insert(0, str(REPO / "bench"))
+    from speech_wild import live_delays
+
     rate = 16000
     clips = sorted((data_dir / "fsdd" / "recordings").glob("*_jackson_[0-4].wav"))[::9][:5]
-    g = torch.Generator().manual_seed(0)
-    parts, ends = [0.002 * torch.randn(6 * rate, generator=g)], []  # the process starts during the first seconds
-    for clip in clips:
-        parts.append(trim_silence(read_audio(clip, rate), rate)[0])
-        ends.append(2 * sum(len(p) for p in parts))  # byte offset of the end of the speech
-        parts.append(0.002 * torch.randn(2 * rate, generator=g))
-    audio = (torch.cat(parts).clamp(-1, 1) * 32767).short().numpy().tobytes()
-    head = struct.pack("<4sI4s4sIHHIIHH4sI", b"RIFF", 0xFFFFFFFF, b"WAVE", b"fmt ", 16, 1, 1, rate, 2 * rate, 2, 16,
-                       b"data", 0xFFFFFFFF)
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
-    proc = subprocess.Popen([sys.executable, "-m", "digitkit", "transcribe", "--stream"], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
-    lines: list[tuple[float, str]] = []
-    reader = threading.Thread(target=lambda: lines.extend((time.monotonic(), raw.decode()) for raw in proc.stdout))
-    reader.start()
-    said: list[float] = []  # when each string's last sample went into the pipe
-    chunk = 2 * int(0.02 * rate)
-    try:
-        proc.stdin.write(head)
-        start = time.monotonic()
-        for at in range(0, len(audio), chunk):
-            time.sleep(max(0.0, start + at / (2 * rate) - time.monotonic()))  # real time: 20 ms of audio per 20 ms
-            proc.stdin.write(audio[at : at + chunk])
-            proc.stdin.flush()
-            said += [time.monotonic()] * sum(at < end <= at + chunk for end in ends)
-        proc.stdin.close()
-        reader.join(timeout=120)
-    finally:
-        proc.kill()
-    assert [line.split("\t")[2] for _, line in lines] == [c.name[0] for c in clips], lines
-    delays = sorted(arrived - end for (arrived, _), end in zip(lines, said))
+    lines = live_delays([trim_silence(read_audio(c, rate), rate)[0] for c in clips], rate)
+    assert [line.split("\t")[2] for line, _ in lines] == [c.name[0] for c in clips], lines
+    delays = sorted(d for _, d in lines)
     # the goal is 0.5 s; one string may be late by a busy moment of the test machine, not by seconds
     assert delays[len(delays) // 2] <= 0.5 and delays[-1] <= 1.0, delays
 
