@@ -291,12 +291,12 @@ def live_delays(clips: list[torch.Tensor], rate: int, model: str | None = None, 
 
 def section_latency(data: Path, model: str | None) -> dict:
     """How soon `transcribe --stream` prints a string after it was said, live (`live_delays`): ten FSDD test
-    digits (trimmed), 2 s apart."""
+    digits trimmed to their sound, 2 s apart."""
     from digitkit.data.audio import read_audio, trim_silence
     from digitkit.data.speech import load_fsdd
 
     rate = 16000
-    clips = [trim_silence(read_audio(u.path, rate), rate)[0] for u in load_fsdd(data, 0.0, 0).test[::30]]
+    clips = [trim_silence(read_audio(u.path, rate), rate, pad_s=0.0)[0] for u in load_fsdd(data, 0.0, 0).test[::30]]
     delays = sorted(d for _, d in live_delays(clips, rate, model))
     out = {"strings": len(clips), "printed": len(delays), "median_s": delays[len(delays) // 2] if delays else None,
            "max_s": delays[-1] if delays else None}
