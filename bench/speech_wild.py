@@ -300,8 +300,9 @@ def section_latency(data: Path, model: str | None) -> dict:
     delays = sorted(d for _, d in live_delays(clips, rate, model))
     out = {"strings": len(clips), "printed": len(delays), "median_s": delays[len(delays) // 2] if delays else None,
            "max_s": delays[-1] if delays else None}
+    timing = f"median {out['median_s']:.2f} s, at most {out['max_s']:.2f} s" if delays else "none printed"
     print(f"  latency {len(delays)} lines for {len(clips)} strings said live; from the end of each string to its "
-          f"line: median {out['median_s']:.2f} s, at most {out['max_s']:.2f} s", file=sys.stderr)
+          f"line: {timing}", file=sys.stderr)
     return out
 
 
@@ -340,7 +341,7 @@ def section_stream(data: Path, model: str | None) -> dict:
     for name, (clips, rate, under) in cases.items():
         g = torch.Generator().manual_seed(5)
         gap = lambda: torch.zeros(int(rate * (0.8 + 0.8 * float(torch.rand((), generator=g)))))
-        parts, items, t = [gap()], [], 0.0
+        parts, items = [gap()], []
         t = len(parts[0]) / rate
         for wave, words in clips:
             items.append((t, t + len(wave) / rate, words))

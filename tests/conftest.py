@@ -38,13 +38,14 @@ def small_mnist(tmp_path_factory, data_dir):
     return api.train("mnist", out=out, data_dir=data_dir, limit=12000, epochs=3, seed=1)
 
 
-def run_cli(*args: str, stdin: str | bytes | None = None, env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
+def run_cli(*args: str, stdin: str | bytes | None = None, env: dict | None = None, cwd: Path | None = None,
+            timeout: float = 600) -> subprocess.CompletedProcess:
     """The real `digitkit` process, as a user's shell would run it. Bytes on stdin (a file piped in) give bytes
     back on stdout and stderr; text gives text."""
     full_env = {**os.environ, "DIGITKIT_DATA": str(DATA), **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "digitkit", *args], input=stdin, capture_output=True, text=not isinstance(stdin, bytes),
-        env=full_env, cwd=cwd, timeout=600
+        env=full_env, cwd=cwd, timeout=timeout
     )
 
 

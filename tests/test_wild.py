@@ -2,6 +2,7 @@
 epochs, word times from the audio around CTC spikes, and rejection of what is not digits."""
 
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -16,6 +17,9 @@ from digitkit.data.sequences import Pools, Recipe, by_length, join_words, plan_e
 from digitkit.data.speech import AN4_FOLDS, an4_fold, load_an4_digits, load_digits
 from digitkit.errors import DataError
 from digitkit.recognize import Recognizer, Transcription, word_bounds
+
+sys.path.insert(0, str(REPO / "bench"))
+from speech_wild import live_delays, wav_stream  # noqa: E402  (the bench's own streams, live and whole)
 
 
 def tone(seconds: float, hz: float = 440.0, rate: int = 8000, level: float = 0.5) -> torch.Tensor:
@@ -228,20 +232,15 @@ def test_digits_training_run_reports_recorded_strings_of_unseen_speakers(tmp_pat
     assert json.loads(proc.stdout)["samples"] == 500 and "theo held out" in json.loads(proc.stdout)["note"]
 
 
-def _wav_stream(waves: list[torch.Tensor], rate: int) -> bytes:
-    """The waves one after another as a live stream's bytes, as bench/speech_wild.py writes its streams."""
-    import sys
-
-    sys.path.insert(0, str(REPO / "bench"))
-    from speech_wild import wav_stream
-
-    return wav_stream(torch.cat(waves), rate)
+def _stream_rows(waves: list[torch.Tensor], rate: int) -> list[list[str]]:
+    """`digitkit transcribe --stream` on the waves one after another, as one live WAV stream on stdin (written as
+    bench/speech_wild.py writes its streams) -> its output lines, split at tabs."""
+    proc = run_cli("transcribe", "--stream", stdin=wav_stream(torch.cat(waves), rate), timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    return [line.split("\t") for line in proc.stdout.decode().splitlines()]
 
 
 def test_stream_prints_each_string_after_its_pause(tmp_path, data_dir):
-    import subprocess
-    import sys
-
     from digitkit.data.audio import read_audio
 
     rate = 16000
@@ -251,10 +250,7 @@ def test_stream_prints_each_string_after_its_pause(tmp_path, data_dir):
     for clip in clips:
         parts += [read_audio(clip, rate), 0.002 * torch.randn(rate, generator=g)]
         truth.append(clip.name[0])
-    proc = subprocess.run([sys.executable, "-m", "digitkit", "transcribe", "--stream"], input=_wav_stream(parts, rate),
-                          capture_output=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr
-    rows = [line.split("\t") for line in proc.stdout.decode().splitlines()]
+    rows = _stream_rows(parts, rate)
     assert len(rows) == len(clips)  # the background noise alone prints nothing
     starts = [float(r[0]) for r in rows]
     assert starts == sorted(starts) and all(float(r[1]) > float(r[0]) for r in rows)
@@ -270,9 +266,6 @@ def test_a_constant_offset_is_neither_speech_nor_in_the_way(data_dir, tmp_path):
     """Alone, an offset is no speech; under a word it changes nothing, for both shipped models and in a stream.
     Before the front end removed it, a 1-s constant read "7 6" and the `digits` model got 23 of 40 FSDD test clips
     with a 0.3 offset right."""
-    import subprocess
-    import sys
-
     from digitkit.data.audio import read_audio
 
     rate = 8000
@@ -295,10 +288,7 @@ def test_a_constant_offset_is_neither_speech_nor_in_the_way(data_dir, tmp_path):
         parts = [offset + 0.002 * torch.randn(rate, generator=g)]
         for clip in clips[:3]:
             parts += [offset + read_audio(clip, rate), offset + 0.002 * torch.randn(rate, generator=g)]
-        proc = subprocess.run([sys.executable, "-m", "digitkit", "transcribe", "--stream"],
-                              input=_wav_stream(parts, rate), capture_output=True, timeout=300)
-        assert proc.returncode == 0, proc.stderr
-        heard.append([line.split("\t")[:3] for line in proc.stdout.decode().splitlines()])
+        heard.append([row[:3] for row in _stream_rows(parts, rate)])
     assert len(heard[0]) == 3 and heard[1] == heard[0], heard
 
 
@@ -306,9 +296,6 @@ def test_stream_follows_a_background_that_rises(data_dir):
     """Recordings with near-silent edges (lucas's, about -70 dB) spliced between stretches of faint noise (-54 dB):
     each quiet edge is followed by a louder background. The floor must come back up after it, or the noise reads as
     speech and the strings run together (the floor that crept up 3 dB/s gave 1 line for these 4)."""
-    import subprocess
-    import sys
-
     from digitkit.data.audio import read_audio
 
     rate = 8000
@@ -317,10 +304,7 @@ def test_stream_follows_a_background_that_rises(data_dir):
     parts = [0.002 * torch.randn(rate, generator=g)]
     for clip in clips:
         parts += [read_audio(clip, rate), 0.002 * torch.randn(rate, generator=g)]
-    proc = subprocess.run([sys.executable, "-m", "digitkit", "transcribe", "--stream"], input=_wav_stream(parts, rate),
-                          capture_output=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr
-    rows = [line.split("\t") for line in proc.stdout.decode().splitlines()]
+    rows = _stream_rows(parts, rate)
     assert [r[2] for r in rows] == [c.name[0] for c in clips], rows
 
 
@@ -329,12 +313,7 @@ def test_stream_prints_each_string_soon_after_it_is_said(data_dir):
     ...` runs): each line must come within 0.5 s of the end of what was said (the 0.35 s pause that ends it, a read
     of 0.05 s, the decoding). A line written into a block-buffered pipe and not flushed came only with the next one,
     2-3 s later."""
-    import sys
-
     from digitkit.data.audio import read_audio, trim_silence
-
-    sys.path.insert(0, str(REPO / "bench"))
-    from speech_wild import live_delays
 
     rate = 16000
     clips = sorted((data_dir / "fsdd" / "recordings").glob("*_jackson_[0-4].wav"))[::9][:5]
@@ -346,11 +325,7 @@ def test_stream_prints_each_string_soon_after_it_is_said(data_dir):
 
 
 def test_stream_refuses_what_is_not_a_wav_stream():
-    import subprocess
-    import sys
-
-    proc = subprocess.run([sys.executable, "-m", "digitkit", "transcribe", "--stream"], input=b"not a wav at all",
-                          capture_output=True, timeout=120)
+    proc = run_cli("transcribe", "--stream", stdin=b"not a wav at all", timeout=120)
     assert proc.returncode == 1 and b"RIFF/WAVE" in proc.stderr and b"Traceback" not in proc.stderr
     both = run_cli("transcribe", "--stream", "x.wav")
     assert both.returncode == 2 and "give no FILES" in both.stderr
@@ -415,7 +390,6 @@ print(peaks[0], peaks[1], strings)
 
 def test_stream_memory_stays_flat_over_a_long_stream(data_dir):
     import subprocess
-    import sys
 
     clips = sorted((data_dir / "fsdd" / "recordings").glob("*_theo_[0-4].wav"))[::10]
     proc = subprocess.run([sys.executable, "-c", STREAM_MEMORY, "30", *map(str, clips)], capture_output=True, text=True,

@@ -24,6 +24,9 @@ from digitkit.device import model_device
 from digitkit.training.distributed import World, shard
 
 
+# the datasets that hold FSDD's speakers, so `--holdout-speaker` can keep one of them out
+HOLDOUT_SPEAKER_DATASETS = ("fsdd", "digits")
+
 ALIGNED_FRACTION = 0.4  # share of the epochs trained on the known alignment before CTC takes over
 SEQUENCE_TEST_COUNT = 300  # connected-digit strings joined from test recordings for the WER figure
 SEQUENCE_TEST_WORDS = (3, 7)
@@ -206,7 +209,7 @@ def load_speech_splits(dataset: str, folder: Path, cfg: Any):
     spec = get_speech_dataset(dataset)
     if cfg.words and spec.name != "speechcommands":
         raise DigitkitError(f"--words is for speechcommands; {spec.name}'s words are the digits 0-9")
-    if cfg.holdout_speaker and spec.name not in ("fsdd", "digits"):
+    if cfg.holdout_speaker and spec.name not in HOLDOUT_SPEAKER_DATASETS:
         raise DigitkitError("--holdout-speaker is for fsdd and digits (FSDD's speakers); speechcommands already splits by speaker")
     if cfg.holdout_fold is not None and spec.name != "digits":
         raise DigitkitError("--holdout-fold is for digits (its AN4 speaker folds)")
@@ -433,7 +436,7 @@ class SpeechTask:
         name = self.dataset_name(dataset) if dataset else ckpt.dataset
         if name != ckpt.dataset:  # an FSDD speaker the model never heard stays its test speaker on the other dataset
             cfg = dataclasses.replace(cfg, holdout_fold=None,
-                                      holdout_speaker=cfg.holdout_speaker if name in ("fsdd", "digits") else None)
+                                      holdout_speaker=cfg.holdout_speaker if name in HOLDOUT_SPEAKER_DATASETS else None)
         spec, splits = load_speech_splits(name, folder, cfg)
         if splits.vocab != ckpt.classes:
             raise DataError(f"the words in {splits.source} ({', '.join(splits.vocab)}) differ from the model's ({', '.join(ckpt.classes)})")
