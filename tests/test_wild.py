@@ -13,7 +13,8 @@ from conftest import REPO, run_cli
 from digitkit import api
 from digitkit import checkpoint as ckpt_io
 from digitkit.data import augment as A
-from digitkit.data.sequences import Pools, Recipe, by_length, join_words, plan_epoch, planned_samples, render
+from digitkit.data.sequences import (FRAME_EDGE_S, Pools, Recipe, by_length, join_words, plan_epoch, planned_samples,
+                                     present_training, render)
 from digitkit.data.speech import AN4_FOLDS, an4_fold, load_an4_digits, load_digits
 from digitkit.errors import DataError
 from digitkit.recognize import Recognizer, Transcription, word_bounds
@@ -143,6 +144,47 @@ def test_wild_epoch_mixes_every_source_at_a_fixed_size():
         else:
             assert tokens == [pools.word_tokens[i] for i in item[1]] and len(spans) == len(tokens)
             assert all(0 <= a < b <= len(wave) for a, b in spans)
+
+
+def test_joined_words_come_at_like_levels_whatever_they_were_recorded_at():
+    """Corpora record 30 dB apart; a word joined as recorded beside a louder one would be buried under the noise
+    added at the louder one's SNR while its token stays in the target."""
+    quiet, loud = tone(0.4, 300, level=0.003), tone(0.4, 500, level=0.9)  # 50 dB apart
+    pools = Pools([quiet, loud], [1, 2], ["a", "b"])
+    clean = A.Augment(p_noise=0.0, p_band=0.0, p_reverb=0.0, gain_db=(0.0, 0.0))
+    for spread, most in ((0.0, 8.0), (Recipe().word_level_db, 2 * Recipe().word_level_db + 8.0)):
+        recipe = Recipe(word_level_db=spread, augment=clean)
+        gaps = []
+        for seed in range(20):
+            wave, tokens, spans = render(("words", [0, 1]), pools, recipe, 8000, torch.Generator().manual_seed(seed))
+            levels = [10 * np.log10(A.power(wave[a:b])) for a, b in spans]
+            assert tokens == [1, 2]
+            gaps.append(abs(levels[0] - levels[1]))
+        assert max(gaps) < most  # the spread drawn, plus the join's own gains of +-3 dB each
+    assert max(gaps) > 4.0  # and words do come at different levels
+
+
+def test_training_sequences_pass_the_front_end_transcribe_uses():
+    """A training sequence is presented as a user's recording is (`present`): a tight one is continued with noise
+    like its quietest frames, and its word spans move with the audio; where the front end would cut a word (deep
+    noise), the sequence trains whole instead, so no token is left without its sound."""
+    g = torch.Generator().manual_seed(0)
+    words = [tone(0.3, 300), tone(0.3, 600)]
+    spans: list = []
+    tight = join_words(words, 8000, g, gap_s=(0.2, 0.2), edge_s=(0.0, 0.0), spans=spans)
+    out, moved = present_training(tight, spans, 8000, -20.0)
+    edge = int(FRAME_EDGE_S * 8000)
+    assert len(out) == len(tight) + 2 * edge and moved == [(a + edge, b + edge) for a, b in spans]
+    assert out[:edge].abs().max() > 0  # continued with noise, not silence
+    a, b = moved[1]
+    assert torch.corrcoef(torch.stack([out[a:b], tight[spans[1][0]:spans[1][1]]]))[0, 1] > 0.99
+    spans = []
+    buried = join_words([tone(0.3, 300, level=0.9), tone(0.3, 600, level=0.002)], 8000, g, gap_s=(0.5, 0.5),
+                        edge_s=(0.0, 0.0), spans=spans)
+    buried = buried + 0.003 * torch.randn(len(buried), generator=g)  # the second word is under the noise
+    out, kept = present_training(buried, spans, 8000, -20.0)
+    assert kept == spans and len(out) == len(buried)  # whole, at the level
+    assert abs(10 * np.log10(A.power(out)) - (-20.0)) < 0.5
 
 
 def test_bucketed_batches_pad_less_and_keep_every_sequence():

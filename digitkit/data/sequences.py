@@ -80,6 +80,24 @@ def present(wave: torch.Tensor, sample_rate: int, level_db: float | None = None)
     return set_level(speech, level_db), cut
 
 
+def present_training(wave: torch.Tensor, spans: list[tuple[int, int]] | None, sample_rate: int,
+                     level_db: float) -> tuple[torch.Tensor, list[tuple[int, int]] | None]:
+    """A rendered training sequence through the front end `transcribe` uses (`present`), its word spans moved with
+    it. A training sequence's edges are drawn 0-0.3 s wide, so some are as tight as a corpus clip cut close around
+    its word; `present` then continues them with noise like the sequence's quietest frames, which in a tight clip
+    are the word's own edges. Without this, that padding around a clean word was an edge no training sequence had:
+    a `digits` model trained without it read 270 of FSDD's 300 clean test digits right through `transcribe`, 280
+    when `transcribe` framed them in silence instead (and then lost the noisy ones)."""
+    out, start = present(wave, sample_rate, level_db)
+    shift = int(round(start * sample_rate))
+    moved = [(min(max(a - shift, 0), len(out)), min(max(b - shift, 0), len(out))) for a, b in spans or []]
+    # In deep noise the front end keeps only the loudest stretch and would cut words whose tokens stay in the
+    # target: such a sequence (and a silent one) trains on its whole audio at the level instead.
+    if len(out) == 0 or any(d - c < 0.8 * (b - a) for (a, b), (c, d) in zip(spans or [], moved)):
+        return set_level(wave, level_db), spans
+    return out, (moved if spans is not None else None)
+
+
 def in_context(wave: torch.Tensor, sample_rate: int, edge_s: float = FRAME_EDGE_S) -> tuple[torch.Tensor, float]:
     """-> (the speech in `wave` with `edge_s` of the recording's own audio on each side, continued with noise like
     its background where the recording has less; its start in `wave`, in seconds). The speech is what stands
@@ -140,6 +158,7 @@ class Recipe:
     p_same_speaker: float = 0.5
     p_repeat: float = 0.15
     overlap: float = 0.35
+    word_level_db: float = 10.0  # joined words' levels spread over +-this many dB
     augment: Augment = field(default_factory=Augment)
 
 
@@ -235,6 +254,11 @@ def render(item: Item, pools: Pools, recipe: Recipe, sample_rate: int,
     source = pools.words if kind == "words" else pools.fillers
     tokens = [pools.word_tokens[i] for i in picks] if kind == "words" else [pools.filler_token] * len(picks)
     spans: list[tuple[int, int]] = []
-    wave = join_words([random_speed(source[i], sample_rate, g) for i in picks], sample_rate, g, gap_s=(0.0, 0.3),
+    # each word at a level drawn within +-word_level_db of LEVEL_DB, not as recorded: the corpora were recorded
+    # 30 dB apart (theo's FSDD words at -41 dBFS, jackson's at -19), and joined as recorded, a quiet word beside a
+    # loud one was buried under the noise added at the loud one's SNR, its token kept: a target no ear could meet
+    levels = [LEVEL_DB + uniform(g, -recipe.word_level_db, recipe.word_level_db) for _ in picks]
+    wave = join_words([set_level(random_speed(source[i], sample_rate, g), db) for i, db in zip(picks, levels)],
+                      sample_rate, g, gap_s=(0.0, 0.3),
                       edge_s=(0.0, 0.3), spans=spans, overlap=recipe.overlap)
     return recipe.augment(wave, sample_rate, pools.words, g), tokens, spans

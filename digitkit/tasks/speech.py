@@ -19,7 +19,8 @@ import torch.nn.functional as F
 from digitkit.ctc import batch_greedy, word_error_rate
 from digitkit.data.audio import LogMel, pad_batch
 from digitkit.data.sequences import (LEVEL_DB, Pools, Recipe, by_length, frame_utterance, join_words, plan_epoch,
-                                     planned_samples, present, render, sample_lengths, set_level)
+                                     planned_samples, present, present_training, render, sample_lengths,
+                                     set_level)
 from digitkit.device import model_device
 from digitkit.training.distributed import World, shard
 
@@ -139,7 +140,9 @@ class SpeechBatches:
     def _render(self, item) -> tuple[torch.Tensor, list[int], list[tuple[int, int]] | None]:
         if self.recipe is not None:
             wave, tokens, spans = render(item, self.pools, self.recipe, self.sample_rate)
-            return (set_level(wave, self.level_db) if self.level_db is not None else wave), tokens, spans
+            if self.level_db is not None:  # as `transcribe` will present a user's recording
+                wave, spans = present_training(wave, spans, self.sample_rate, self.level_db)
+            return wave, tokens, spans
         spans: list[tuple[int, int]] = []
         picks = item[1]
         wave = join_words([self.train_waves[i] for i in picks], self.sample_rate, spans=spans)
