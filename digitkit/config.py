@@ -61,6 +61,10 @@ class TrainConfig:
     bucket: bool = option(False, "Speech: batch training sequences of similar length, so a batch pads little (its "
                           "recurrent layers run as many steps as its longest sequence).",
                           shown="off; on for speech on CUDA")
+    feature_norm: str = option("cmn", "Speech: how each utterance's log-mel features are normalised: cmn (each band's "
+                               "mean taken off, one scale for all bands, so the bands a vowel is strong in stay "
+                               "stronger) or cmvn (each band to unit variance, as checkpoints before it).",
+                               choices=("cmn", "cmvn"))
     precision: str = option("auto", "Autocast: auto (bf16 on CUDA where supported, else fp16; bf16 for conv nets on CPUs "
                             "with bf16 matrix instructions; else fp32), fp32, bf16 or fp16.",
                             choices=("auto", "fp32", "bf16", "fp16"))
@@ -71,8 +75,13 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
+        """A config stored in a checkpoint: options it predates take the value its run had."""
         known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in known})
+        return cls(**{**STORED_BEFORE, **{k: v for k, v in values.items() if k in known}})
+
+
+# options added after checkpoints were shipped: the value a stored config without them was trained with
+STORED_BEFORE = {"feature_norm": "cmvn"}
 
 
 # what a resumed run may change; a onecycle run cannot change epochs (its schedule spans the original ones)

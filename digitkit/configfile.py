@@ -74,7 +74,10 @@ def config_from_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     ckpt = ckpt_io.load(path)
     if not ckpt.train_config:
         raise DigitkitError(f"{path}: holds no training config (it was not written by digitkit train)")
-    return check_options({k: v for k, v in ckpt.train_config.items() if k in _field_types()}, str(path))
+    from digitkit.config import STORED_BEFORE
+
+    stored = {**STORED_BEFORE, **ckpt.train_config}
+    return check_options({k: v for k, v in stored.items() if k in _field_types()}, str(path))
 
 
 def to_toml(cfg: TrainConfig, header: str = "") -> str:

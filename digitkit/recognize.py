@@ -89,7 +89,7 @@ class Recognizer:
         self.filler = len(self.vocab) + 1 if ckpt.input.get("filler") else None
         self.sample_rate = int(ckpt.input["sample_rate"])
         self.level_db = ckpt.input.get("level_db")  # set by models trained on level-normalised audio in context
-        self.features = LogMel(self.sample_rate, int(ckpt.input["n_mels"]))
+        self.features = LogMel.of(ckpt)
         self.stride = frame_stride(make_config(ckpt.model_name, ckpt.model_config)) * self.features.hop  # samples per output frame
         self.segment_seconds = segment_seconds
         self.min_confidence = min_confidence

@@ -127,3 +127,49 @@ def test_join_words_is_reproducible():
     a = join_words(words, 8000, generator=torch.Generator().manual_seed(5))
     b = join_words(words, 8000, generator=torch.Generator().manual_seed(5))
     assert torch.equal(a, b) and len(a) >= 1200 + 0.05 * 8000
+
+
+def test_feature_norms_keep_or_erase_which_bands_a_sound_is_strong_in():
+    """cmn (new runs) keeps the bands a vowel is strong in stronger than the others; cmvn (older checkpoints) scales
+    every band of the utterance to the same deviation, so a low and a high tone differ only in their noise."""
+    from digitkit.data.audio import LogMel
+
+    rate = 8000
+    g = torch.Generator().manual_seed(0)
+
+    def clip(freq: float) -> torch.Tensor:
+        sound = torch.cat([torch.zeros(rate // 2), torch.from_numpy(tone(0.5, rate, freq))])
+        return sound + 1e-3 * torch.randn(len(sound), generator=g)
+
+    low, high = clip(400.0), clip(2400.0)
+    waves, lengths = torch.stack([low, high]), torch.tensor([len(low), len(high)])
+    cmn, _ = LogMel(rate, 40, "cmn")(waves, lengths)
+    cmvn, _ = LogMel(rate, 40, "cmvn")(waves, lengths)
+    for feats in (cmn, cmvn):
+        assert feats.mean(1).abs().max() < 1e-4  # each band's mean is taken off either way
+    assert torch.allclose(cmvn.std(1, unbiased=False), torch.ones(2, 40), atol=1e-3)
+    spread = cmn.std(1, unbiased=False)  # how far each band swings between the quiet half and the tone
+    assert (spread.max(1).values > 3 * spread.median(1).values).all()
+    assert int(spread[0].argmax()) < 20 <= int(spread[1].argmax())
+    # during the tone, the strongest band is where the tone is
+    assert int(cmn[0, -20].argmax()) < 20 <= int(cmn[1, -20].argmax())
+    with pytest.raises(ValueError):
+        LogMel(rate, 40, "per-speaker")
+
+
+def test_checkpoints_from_before_feature_norm_keep_their_features():
+    """A stored config or checkpoint input without a feature norm was trained with cmvn, and is read, evaluated,
+    resumed and repeated with cmvn; new runs default to cmn."""
+    from types import SimpleNamespace
+
+    from digitkit import checkpoint
+    from digitkit.config import TrainConfig
+    from digitkit.data.audio import LogMel
+    from digitkit.weights import shipped
+
+    assert TrainConfig().feature_norm == "cmn"
+    assert TrainConfig.from_dict({"dataset": "fsdd"}).feature_norm == "cmvn"
+    assert TrainConfig.from_dict({"dataset": "fsdd", "feature_norm": "cmn"}).feature_norm == "cmn"
+    fsdd = checkpoint.load(shipped("speech", "fsdd"))
+    assert "feature_norm" not in fsdd.input and LogMel.of(fsdd).norm == "cmvn"
+    assert LogMel.of(SimpleNamespace(input={**fsdd.input, "feature_norm": "cmn"})).norm == "cmn"

@@ -45,6 +45,14 @@ def test_config_from_checkpoint_repeats_its_run(small_mnist):
     assert printed("--config-from", str(small_mnist.checkpoint), "--epochs", "5")["epochs"] == 5
 
 
+def test_config_from_a_checkpoint_older_than_an_option_repeats_what_it_did():
+    """The shipped fsdd model predates --feature-norm: repeating its run keeps its cmvn features."""
+    from digitkit.weights import shipped
+
+    assert printed("--config-from", str(shipped("speech", "fsdd")))["feature_norm"] == "cmvn"
+    assert printed("fsdd")["feature_norm"] == "cmn"
+
+
 def test_bad_config_files_are_one_line_errors(tmp_path):
     cases = {
         "unknown.toml": ('epochz = 3\n', "unknown key(s) epochz"),

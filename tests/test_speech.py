@@ -100,6 +100,7 @@ def test_gru_variant_trains_and_resumes(tmp_path, data_dir):
     ckpt = ckpt_io.load(out)
     assert ckpt.model_config["rnn"] == "gru" and ckpt.input["kind"] == "speech" and ckpt.classes[0] == "0"
     assert ckpt.train_config["bucket"] is True
+    assert ckpt.input["feature_norm"] == ckpt.train_config["feature_norm"] == "cmn"  # new runs' features
     assert api.train(resume=out, data_dir=data_dir).metrics == ckpt.metrics  # finished: nothing to do
 
 

@@ -291,19 +291,33 @@ def background_noise(recording: torch.Tensor, n: int, seed: int = 0, n_fft: int 
     return noise * math.sqrt(level / (float(noise.pow(2).mean()) + 1e-20))
 
 
-class LogMel:
-    """Batched log-mel features, normalized per utterance over its real (unpadded) frames."""
+FEATURE_NORMS = ("cmvn", "cmn")  # what a checkpoint's input "feature_norm" may say; absent means "cmvn"
 
-    def __init__(self, sample_rate: int, n_mels: int = 40):
+
+class LogMel:
+    """Batched log-mel features, normalized per utterance over its real (unpadded) frames: each band's mean taken
+    off, and then either each band scaled to unit variance ("cmvn", the older checkpoints') or all bands scaled by
+    one deviation ("cmn"). Per-band scaling makes every band of a short word swing alike, erasing which bands the
+    vowel is strong in: what tells "four" from "two" once noise has covered the consonant."""
+
+    def __init__(self, sample_rate: int, n_mels: int = 40, norm: str = "cmvn"):
         import torchaudio.transforms as T
 
+        if norm not in FEATURE_NORMS:
+            raise ValueError(f"feature norm {norm!r} is none of {FEATURE_NORMS}")
         win = round(0.025 * sample_rate)
         self.hop = round(0.010 * sample_rate)
         self.sample_rate = sample_rate
+        self.norm = norm
         self.mel = T.MelSpectrogram(
             sample_rate=sample_rate, n_fft=1 << math.ceil(math.log2(win)), win_length=win, hop_length=self.hop,
             f_min=20.0, f_max=sample_rate / 2, n_mels=n_mels, center=True,
         )
+
+    @classmethod
+    def of(cls, ckpt: Any) -> "LogMel":
+        """The features a speech checkpoint was trained on."""
+        return cls(int(ckpt.input["sample_rate"]), int(ckpt.input["n_mels"]), ckpt.input.get("feature_norm", "cmvn"))
 
     def frames(self, samples: torch.Tensor) -> torch.Tensor:
         return samples // self.hop + 1
@@ -318,7 +332,11 @@ class LogMel:
             mask = (torch.arange(feats.shape[1], device=waves.device)[None, :] < n[:, None]).unsqueeze(-1).float()
             count = mask.sum(1, keepdim=True).clamp(min=1)
             mean = (feats * mask).sum(1, keepdim=True) / count
-            var = ((feats - mean).pow(2) * mask).sum(1, keepdim=True) / count
+            squares = (feats - mean).pow(2) * mask
+            if self.norm == "cmvn":
+                var = squares.sum(1, keepdim=True) / count
+            else:
+                var = squares.sum((1, 2), keepdim=True) / (count * feats.shape[2])
             feats = (feats - mean) / (var.sqrt() + 1e-5) * mask
         return feats, n
 

@@ -104,13 +104,14 @@ class SpeechBatches:
 
     def __init__(self, pools: Pools, val_waves: list[torch.Tensor], val_tokens: list[int], sample_rate: int,
                  n_mels: int, device: torch.device, augment: bool = True, max_words: int = 7, p_single: float = 0.3,
-                 recipe: Recipe | None = None, level_db: float | None = None, bucket: bool = False):
+                 recipe: Recipe | None = None, level_db: float | None = None, bucket: bool = False,
+                 feature_norm: str = "cmvn"):
         self.pools, self.recipe, self.level_db, self.bucket = pools, recipe, level_db, bucket
         self.train_waves, self.train_tokens = pools.words, pools.word_tokens
         self.val_waves = [framed(w, sample_rate, level_db) for w in val_waves]
         self.val_tokens = val_tokens
         self.sample_rate, self.device, self.augment = sample_rate, device, augment
-        self.features = LogMel(sample_rate, n_mels)
+        self.features = LogMel(sample_rate, n_mels, feature_norm)
         self.max_words, self.p_single = max_words, p_single
         mean_words = p_single + (1 - p_single) * (2 + max_words) / 2
         self.sequences = max(1, math.ceil(len(pools.words) / mean_words))  # each recording about once per epoch
@@ -354,7 +355,7 @@ class SpeechTask:
         level_db = LEVEL_DB if recipe is not None else None
         batches = SpeechBatches(pools, val_waves, [token[u.word] for u in val_kept], sr, N_MELS, device,
                                 augment=cfg.augment, max_words=cfg.max_words, recipe=recipe, level_db=level_db,
-                                bucket=cfg.bucket)
+                                bucket=cfg.bucket, feature_norm=cfg.feature_norm)
 
         def test(model: torch.nn.Module) -> dict[str, Any]:
             r = score_speech_test(model, splits.test, splits.vocab, sr, batches.features, reporter, level_db)
@@ -372,6 +373,7 @@ class SpeechTask:
             dataset=spec.name,
             classes=list(splits.vocab),
             input_meta={"kind": self.kind, "sample_rate": sr, "n_mels": N_MELS, "preprocess": "logmel",
+                        "feature_norm": cfg.feature_norm,
                         **({"filler": True} if splits.fillers else {}),
                         **({"level_db": level_db} if level_db is not None else {})},
             data_info={"source": splits.source, "note": splits.note, "train": len(pools.words) + len(pools.strings), "val": len(val_waves),
@@ -384,7 +386,10 @@ class SpeechTask:
         from digitkit.export import IO
 
         n_mels, sr = int(ckpt.input["n_mels"]), int(ckpt.input["sample_rate"])
-        features = LogMel(sr, n_mels)
+        features = LogMel.of(ckpt)
+        bands = ("each band standardised over the utterance's own frames" if features.norm == "cmvn" else
+                 "each band's mean over the utterance's own frames taken off and all bands divided by one standard "
+                 "deviation over those frames")
         filler = " and, last, other speech" if ckpt.input.get("filler") else ""
         return IO(("features", "lengths"), ("log_probs", "out_lengths"),
                   {"features": {0: "batch", 1: "frames"}, "lengths": {0: "batch"}, "log_probs": {0: "batch", 1: "steps"},
@@ -393,8 +398,7 @@ class SpeechTask:
             "features": f"float32 [batch, frames, {n_mels}]: log-mel features of {sr} Hz mono audio: power spectrum of "
                         f"a {features.mel.win_length}-sample Hann window every {features.hop} samples (n_fft "
                         f"{features.mel.n_fft}, centred, reflect padding), {n_mels} HTK mel bands from 20 Hz to "
-                        f"{sr // 2} Hz, log(x + 1e-6), then each band standardised over the utterance's own frames; "
-                        "padded frames are zero" + ("; audio first scaled so its louder half of 20 ms frames has "
+                        f"{sr // 2} Hz, log(x + 1e-6), then {bands}; padded frames are zero" + ("; audio first scaled so its louder half of 20 ms frames has "
                         f"power {ckpt.input['level_db']} dBFS" if "level_db" in ckpt.input else ""),
             "lengths": f"int64 [batch]: real frames of each utterance (samples // {features.hop} + 1)",
             "log_probs": "float32 [batch, steps, tokens]: CTC log-probabilities per step; token 0 is the blank, token "
@@ -410,7 +414,7 @@ class SpeechTask:
         cfg = TrainConfig.from_dict(ckpt.train_config)
         spec, splits = load_speech_splits(ckpt.dataset, folder, cfg)
         sr, level_db = int(ckpt.input["sample_rate"]), ckpt.input.get("level_db")
-        features = LogMel(sr, int(ckpt.input["n_mels"]))
+        features = LogMel.of(ckpt)
 
         class Quiet:  # unreadable test recordings are skipped here as in `evaluate`; the count tells
             def warn(self, message: str) -> None:
@@ -445,7 +449,7 @@ class SpeechTask:
             raise DataError(f"the words in {splits.source} ({', '.join(splits.vocab)}) differ from the model's ({', '.join(ckpt.classes)})")
         sr = int(ckpt.input["sample_rate"])
         reporter.info(f"evaluating {path} on the {spec.title} test recordings" + (f" ({splits.note})" if splits.note else ""))
-        score = score_speech_test(model, splits.test, list(ckpt.classes), sr, LogMel(sr, int(ckpt.input["n_mels"])), reporter,
+        score = score_speech_test(model, splits.test, list(ckpt.classes), sr, LogMel.of(ckpt), reporter,
                                   ckpt.input.get("level_db"))
         n = len(ckpt.classes)
         predicted = torch.tensor([h[0] - 1 if len(h) == 1 else n for h in score.hyps], dtype=torch.long)
