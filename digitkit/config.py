@@ -17,6 +17,10 @@ def option(default: Any, help: str, short: str | None = None, choices: tuple[str
     return field(default=default, metadata={"help": help, "short": short, "choices": choices, "shown": shown})
 
 
+# speech feature normalisations (`data.audio.LogMel`), declared here so options and features share one list
+FEATURE_NORMS = ("cmn", "cmvn")
+
+
 @dataclass
 class TrainConfig:
     dataset: str = field(default="mnist", metadata={"cli": "argument"})
@@ -64,7 +68,7 @@ class TrainConfig:
     feature_norm: str = option("cmn", "Speech: how each utterance's log-mel features are normalised: cmn (each band's "
                                "mean taken off, one scale for all bands, so the bands a vowel is strong in stay "
                                "stronger) or cmvn (each band to unit variance, as checkpoints before it).",
-                               choices=("cmn", "cmvn"))
+                               choices=FEATURE_NORMS)
     precision: str = option("auto", "Autocast: auto (bf16 on CUDA where supported, else fp16; bf16 for conv nets on CPUs "
                             "with bf16 matrix instructions; else fp32), fp32, bf16 or fp16.",
                             choices=("auto", "fp32", "bf16", "fp16"))

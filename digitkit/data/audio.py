@@ -291,9 +291,6 @@ def background_noise(recording: torch.Tensor, n: int, seed: int = 0, n_fft: int 
     return noise * math.sqrt(level / (float(noise.pow(2).mean()) + 1e-20))
 
 
-FEATURE_NORMS = ("cmvn", "cmn")  # what a checkpoint's input "feature_norm" may say; absent means "cmvn"
-
-
 class LogMel:
     """Batched log-mel features, normalized per utterance over its real (unpadded) frames: each band's mean taken
     off, and then either each band scaled to unit variance ("cmvn", the older checkpoints') or all bands scaled by
@@ -302,6 +299,8 @@ class LogMel:
 
     def __init__(self, sample_rate: int, n_mels: int = 40, norm: str = "cmvn"):
         import torchaudio.transforms as T
+
+        from digitkit.config import FEATURE_NORMS
 
         if norm not in FEATURE_NORMS:
             raise ValueError(f"feature norm {norm!r} is none of {FEATURE_NORMS}")
@@ -316,8 +315,11 @@ class LogMel:
 
     @classmethod
     def of(cls, ckpt: Any) -> "LogMel":
-        """The features a speech checkpoint was trained on."""
-        return cls(int(ckpt.input["sample_rate"]), int(ckpt.input["n_mels"]), ckpt.input.get("feature_norm", "cmvn"))
+        """The features a speech checkpoint was trained on (one from before the option: what its runs used)."""
+        from digitkit.config import STORED_BEFORE
+
+        norm = ckpt.input.get("feature_norm", STORED_BEFORE["feature_norm"])
+        return cls(int(ckpt.input["sample_rate"]), int(ckpt.input["n_mels"]), norm)
 
     def frames(self, samples: torch.Tensor) -> torch.Tensor:
         return samples // self.hop + 1
