@@ -233,6 +233,10 @@ def _metadata_problem(ckpt: Checkpoint) -> str:
             return "input sample_rate must be 1,000-192,000 Hz and n_mels 8-256"
         if "level_db" in info and info["level_db"] is not None and not (_finite(info["level_db"]) and -80 <= info["level_db"] <= 0):
             return "input level_db must be between -80 and 0 dB"
+        from digitkit.config import FEATURE_NORMS
+
+        if "feature_norm" in info and info["feature_norm"] not in FEATURE_NORMS:
+            return f"input feature_norm must be one of {', '.join(FEATURE_NORMS)}"
     return ""
 
 

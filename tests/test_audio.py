@@ -171,5 +171,22 @@ def test_checkpoints_from_before_feature_norm_keep_their_features():
     assert TrainConfig.from_dict({"dataset": "fsdd"}).feature_norm == "cmvn"
     assert TrainConfig.from_dict({"dataset": "fsdd", "feature_norm": "cmn"}).feature_norm == "cmn"
     fsdd = checkpoint.load(shipped("speech", "fsdd"))
-    assert "feature_norm" not in fsdd.input and LogMel.of(fsdd).norm == "cmvn"
-    assert LogMel.of(SimpleNamespace(input={**fsdd.input, "feature_norm": "cmn"})).norm == "cmn"
+    assert fsdd.input["feature_norm"] == "cmn" and LogMel.of(fsdd).norm == "cmn"
+    older = {k: v for k, v in fsdd.input.items() if k != "feature_norm"}  # what checkpoints held before the option
+    assert LogMel.of(SimpleNamespace(input=older)).norm == "cmvn"
+
+
+def test_a_checkpoint_with_an_unknown_feature_norm_is_refused(tmp_path):
+    """A norm this digitkit does not know would give features the weights never saw: refused on load, in one line."""
+    import dataclasses
+
+    import pytest
+
+    from digitkit import checkpoint
+    from digitkit.errors import CheckpointError
+    from digitkit.weights import shipped
+
+    fsdd = checkpoint.load(shipped("speech", "fsdd"))
+    checkpoint.save(tmp_path / "odd.safetensors", dataclasses.replace(fsdd, input={**fsdd.input, "feature_norm": "pcen"}))
+    with pytest.raises(CheckpointError, match="feature_norm must be one of cmn, cmvn"):
+        checkpoint.load(tmp_path / "odd.safetensors")

@@ -45,11 +45,21 @@ def test_config_from_checkpoint_repeats_its_run(small_mnist):
     assert printed("--config-from", str(small_mnist.checkpoint), "--epochs", "5")["epochs"] == 5
 
 
-def test_config_from_a_checkpoint_older_than_an_option_repeats_what_it_did():
-    """The shipped fsdd model predates --feature-norm: repeating its run keeps its cmvn features."""
+def test_config_from_a_checkpoint_older_than_an_option_repeats_what_it_did(tmp_path):
+    """A checkpoint written before --feature-norm existed (no feature_norm in its config or input) was trained with
+    cmvn: repeating its run keeps cmvn, while its own run today and a checkpoint that records the option say cmn."""
+    import dataclasses
+
+    from digitkit import checkpoint
     from digitkit.weights import shipped
 
-    assert printed("--config-from", str(shipped("speech", "fsdd")))["feature_norm"] == "cmvn"
+    fsdd = checkpoint.load(shipped("speech", "fsdd"))
+    older = dataclasses.replace(
+        fsdd, train_config={k: v for k, v in fsdd.train_config.items() if k != "feature_norm"},
+        input={k: v for k, v in fsdd.input.items() if k != "feature_norm"})
+    checkpoint.save(tmp_path / "older.safetensors", older)
+    assert printed("--config-from", str(tmp_path / "older.safetensors"))["feature_norm"] == "cmvn"
+    assert printed("--config-from", str(shipped("speech", "fsdd")))["feature_norm"] == "cmn"
     assert printed("fsdd")["feature_norm"] == "cmn"
 
 
