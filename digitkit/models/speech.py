@@ -80,7 +80,7 @@ class SpeechRecognizer(nn.Module):
 
     def recurrent_dense(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """What `self.rnn` gives on the packed batch, computed on the padded one: a CPU trains through this, since
-        PyTorch's CPU backward of a packed LSTM is about 4x slower than of a padded one (oneDNN). Each direction of
+        PyTorch's CPU backward of a packed LSTM is about 4x slower than of a padded one. Each direction of
         each layer runs alone, the backward one on every sequence reversed within its own length, so that padding
         comes after the words in both directions and no valid step sees it. Padded steps come out zero, as from
         `pad_packed_sequence`."""
