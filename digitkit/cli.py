@@ -19,6 +19,10 @@ import typer
 from digitkit import __version__
 from digitkit.errors import DigitkitError
 
+# Spelled out rather than read from the task registry, which would import the datasets' modules and slow `--help`;
+# tests/test_tasks.py checks it against the registry.
+DATASET_NAMES = "mnist, fashion-mnist, cifar10, fsdd, speechcommands or digits"
+
 app = typer.Typer(
     name="digitkit",
     help="Train, evaluate and run small image classifiers (MNIST, Fashion-MNIST, CIFAR-10) and speech recognizers (spoken digits and commands), fast on a CPU.",
@@ -159,7 +163,7 @@ def _train_parameters() -> list[inspect.Parameter]:
     def param(name: str, annotation: Any, default: Any) -> inspect.Parameter:
         return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
 
-    params = [param("dataset", Optional[str], typer.Argument(None, metavar="DATASET", help="mnist, fashion-mnist, cifar10, fsdd or speechcommands (not needed with --resume)."))]
+    params = [param("dataset", Optional[str], typer.Argument(None, metavar="DATASET", help=f"{DATASET_NAMES} (not needed with --resume)."))]
     for f in config.cli_options():
         kind = _CLI_TYPES[f.type.split("|")[0].strip()]
         names = [config.flag(f.name) + (f"/--no-{f.name.replace('_', '-')}" if kind is bool else "")]
@@ -241,7 +245,7 @@ def _gather_options(dataset: str | None, flags: dict[str, Any], model_option: li
     if model_option:
         options["model_options"] = {**(base.get("model_options") or {}), **_model_options(model_option)}
     if name is None and resume is None:
-        raise DigitkitError("give a DATASET (mnist, fashion-mnist, cifar10, fsdd, speechcommands), a --config that names one, or --resume CHECKPOINT")
+        raise DigitkitError(f"give a DATASET ({DATASET_NAMES}), a --config that names one, or --resume CHECKPOINT")
     return name or "", options
 
 
@@ -455,7 +459,7 @@ def transcribe(
 
 @app.command()
 def tune(
-    dataset: str = typer.Argument(..., metavar="DATASET", help="mnist, fashion-mnist, cifar10, fsdd or speechcommands."),
+    dataset: str = typer.Argument(..., metavar="DATASET", help=f"{DATASET_NAMES}."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Model family to search: cnn, resnet, lstm or gru. (default: cnn for images, lstm for speech)"),
     trials: int = typer.Option(20, "--trials", "-n", help="Finished trials the study should hold, counting other processes' and earlier runs'."),
     timeout: Optional[float] = typer.Option(None, "--timeout", help="Start no new trial after this many seconds."),

@@ -31,6 +31,14 @@ def test_unknown_dataset_lists_every_kind():
         tasks.for_dataset("imagenet")
 
 
+def test_the_cli_names_every_dataset_the_registry_has():
+    from digitkit.cli import DATASET_NAMES
+
+    registry = [n for task in tasks._tasks() for n in task.dataset_names()]
+    assert DATASET_NAMES.replace(" or ", ", ").split(", ") == registry
+    assert f"{registry[-1]} (not needed" in " ".join(run_cli("train", "--help").stdout.split())
+
+
 def test_speech_model_refused_by_predict():
     proc = run_cli("predict", "--model", str(SPEECH_CKPT), DIGIT)
     assert_one_line_error(proc, 2, "speech model cannot be used by `digitkit predict`; use `digitkit transcribe`")
