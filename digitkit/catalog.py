@@ -72,11 +72,14 @@ def _loads(meta: dict[str, str], key: str, default: Any) -> Any:
 
 
 def info(path: str | os.PathLike) -> ModelInfo:
-    """Describe a checkpoint (.safetensors) or a model `digitkit export` wrote (.onnx, TorchScript)."""
+    """Describe a checkpoint (.safetensors), a model `digitkit export` wrote (.onnx, TorchScript), or a shipped model
+    by the name `digitkit models` lists (`digits`), as every other command takes it."""
     from digitkit.checkpoint import FORMAT
     from digitkit.export import EXPORT_FORMAT, METADATA_FILE, format_of
+    from digitkit.weights import shipped, shipped_name
 
-    path = Path(path)
+    name = shipped_name(str(path))
+    path = shipped(name=name) if name else Path(path)
     if path.is_dir():
         raise CheckpointError(f"{path}: is a directory, not a checkpoint file")
     if not path.is_file():

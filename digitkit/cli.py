@@ -575,7 +575,7 @@ def _figures(metrics: dict[str, Any]) -> str:
 
 @app.command()
 def info(
-    checkpoint: Path = typer.Argument(..., metavar="CHECKPOINT", help="A .safetensors checkpoint, or a model `digitkit export` wrote (.onnx, .pt)."),
+    checkpoint: Path = typer.Argument(..., metavar="CHECKPOINT", help="A .safetensors checkpoint, a model `digitkit export` wrote (.onnx, .pt), or a shipped model's name (mnist, fsdd, digits)."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object on stdout."),
 ) -> None:
     """What a model file holds: architecture, size, dataset, classes, test figures, training config, versions."""

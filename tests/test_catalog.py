@@ -27,6 +27,11 @@ def test_info_describes_a_checkpoint_and_its_exports(tmp_path):
         assert exported["input"]["sample_rate"] == 8000 and exported["metrics"]["test_accuracy"] > 0.9
     text = run_cli("info", str(SHIPPED / "digits-lstm.safetensors")).stdout
     assert "parameters" in text and "digits (speech)" in text and "WER" in text
+    for name, dataset in (("digits", "digits"), ("mnist", "mnist")):  # by the name `digitkit models` lists
+        named = run_cli("info", "--json", name)
+        assert named.returncode == 0, named.stderr
+        assert json.loads(named.stdout)["dataset"] == dataset
+        assert json.loads(named.stdout)["path"] == str(SHIPPED / f"{name}-{'lstm' if name == 'digits' else 'cnn'}.safetensors")
 
 
 def test_info_refuses_what_is_not_a_model(tmp_path):
