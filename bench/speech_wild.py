@@ -22,7 +22,7 @@
   --holdout-fold K` for each fold (about 15 min each on 2 CPU cores) and scores each on its held-out speakers.
 - loso (`--loso`, or `--loso theo,lucas`): FSDD leave-one-speaker-out: trains `digitkit train fsdd
   --holdout-speaker S` for each of FSDD's six speakers (about 8 min each on 2 CPU cores; `--loso-dataset digits`:
-  the `digits` mix without any of S's recordings, about 16 min each) and scores each on all 500 recordings of its
+  the `digits` mix without any of S's recordings, about 14 min each) and scores each on all 500 recordings of its
   held-out speaker (single digits through `transcribe`, and the run's WER on 300 strings joined from them); prints
   the mean over speakers.
 
