@@ -16,6 +16,7 @@ from digitkit.config import TrainConfig
 from digitkit.errors import CheckpointError, DigitkitError, Failure, TrainingInterrupted
 from digitkit.report import Reporter
 from digitkit.tasks import EvalResult
+from digitkit.weights import model_file
 
 __all__ = ["train", "evaluate", "predict", "transcribe", "export", "resolve_config", "TrainResult", "EvalResult", "Failure",
            "TrainingInterrupted"]
@@ -128,23 +129,13 @@ def _run(cfg: TrainConfig, out: Path, previous: Any, resume: Any, dev: Any, worl
     return TrainResult(out, metrics, run.state.history, run.state.stop_reason)
 
 
-def _checkpoint_path(checkpoint: str | os.PathLike | None, kind: str = "image") -> Path:
-    """A checkpoint file, a shipped model's name (`digits`), or None for the default shipped model of `kind`."""
-    from digitkit.weights import shipped, shipped_name
-
-    if checkpoint is None:
-        return shipped(kind)
-    name = shipped_name(str(checkpoint))
-    return shipped(kind, name) if name else Path(checkpoint)
-
-
 def _model_for(model: str | os.PathLike | None, kind: str) -> tuple[Path, Any, Any]:
     """(file, checkpoint, task) of the model a `kind` command runs: a file, a shipped model's name, or None for the
     kind's default; a model of another kind is refused in one line."""
     from digitkit import checkpoint as ckpt_io
     from digitkit import tasks
 
-    path = _checkpoint_path(model, kind)
+    path = model_file(model, kind)
     ckpt = ckpt_io.load(path)
     return path, ckpt, tasks.for_checkpoint(ckpt, kind)
 
@@ -170,7 +161,7 @@ def evaluate(
     from digitkit.device import pick_device
 
     reporter = reporter or Reporter()
-    path = _checkpoint_path(checkpoint)
+    path = model_file(checkpoint)
     ckpt = ckpt_io.load(path)
     if batch_size < 1:
         raise DigitkitError("--batch-size must be at least 1")
@@ -345,7 +336,7 @@ def export(
         raise DigitkitError(f"unknown export format {format!r}; choose one of: {', '.join(FORMATS)}")
     if limit is not None and limit < 1:
         raise DigitkitError("--limit must be at least 1")
-    path = _checkpoint_path(checkpoint)
+    path = model_file(checkpoint)
     ckpt = ckpt_io.load(path)
     if ckpt.exported is not None:
         raise DigitkitError(f"{path} is already an exported model; export from its .safetensors checkpoint")

@@ -76,10 +76,9 @@ def info(path: str | os.PathLike) -> ModelInfo:
     by the name `digitkit models` lists (`digits`), as every other command takes it."""
     from digitkit.checkpoint import FORMAT
     from digitkit.export import EXPORT_FORMAT, METADATA_FILE, format_of
-    from digitkit.weights import shipped, shipped_name
+    from digitkit.weights import model_file
 
-    name = shipped_name(str(path))
-    path = shipped(name=name) if name else Path(path)
+    path = model_file(path)
     if path.is_dir():
         raise CheckpointError(f"{path}: is a directory, not a checkpoint file")
     if not path.is_file():

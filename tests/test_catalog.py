@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 from conftest import DATA, REPO, assert_one_line_error, run_cli
+from digitkit.weights import shipped_files
 
 SHIPPED = REPO / "digitkit" / "weights"
 
@@ -27,11 +28,11 @@ def test_info_describes_a_checkpoint_and_its_exports(tmp_path):
         assert exported["input"]["sample_rate"] == 8000 and exported["metrics"]["test_accuracy"] > 0.9
     text = run_cli("info", str(SHIPPED / "digits-lstm.safetensors")).stdout
     assert "parameters" in text and "digits (speech)" in text and "WER" in text
-    for name, dataset in (("digits", "digits"), ("mnist", "mnist")):  # by the name `digitkit models` lists
+    for name in ("digits", "mnist"):  # by the name `digitkit models` lists
         named = run_cli("info", "--json", name)
         assert named.returncode == 0, named.stderr
-        assert json.loads(named.stdout)["dataset"] == dataset
-        assert json.loads(named.stdout)["path"] == str(SHIPPED / f"{name}-{'lstm' if name == 'digits' else 'cnn'}.safetensors")
+        found = json.loads(named.stdout)
+        assert found["dataset"] == name and found["path"] == str(shipped_files()[name])
 
 
 def test_info_refuses_what_is_not_a_model(tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from digitkit.errors import CheckpointError
@@ -30,3 +31,12 @@ def shipped(kind: str = "image", name: str | None = None) -> Path:
 def shipped_name(model: str) -> str | None:
     """`model` if it names a shipped model rather than a file (a file of that name in the working folder wins)."""
     return model if model in MODELS and not Path(model).exists() else None
+
+
+def model_file(model: str | os.PathLike | None, kind: str = "image") -> Path:
+    """The file a command's model argument names: a checkpoint file, a shipped model's name (`digits`), or None for
+    the default shipped model of `kind`."""
+    if model is None:
+        return shipped(kind)
+    name = shipped_name(str(model))
+    return shipped(kind, name) if name else Path(model)
