@@ -140,10 +140,34 @@ def test_wild_epoch_mixes_every_source_at_a_fixed_size():
         elif item[0] == "noise":
             assert tokens == [] and spans == []
         elif item[0] == "fillers":
-            assert tokens == [11] * len(item[1]) and len(spans) == len(tokens)
+            n = len(pools.words)
+            assert tokens == [pools.word_tokens[i] if i < n else 11 for i in item[1]] and len(spans) == len(tokens)
+            assert 11 in tokens
         else:
             assert tokens == [pools.word_tokens[i] for i in item[1]] and len(spans) == len(tokens)
             assert all(0 <= a < b <= len(wave) for a, b in spans)
+
+
+def test_other_speech_is_fluent_and_holds_a_few_digit_words_labelled_as_digits():
+    """Sentences are fluent: other speech trains as runs of up to `filler_words` words with short pauses, some of
+    them digit words that keep their own label, never digits alone (that would be a digit string labelled filler)."""
+    pools, recipe = _pools(), Recipe(augment=A.Augment(p_noise=0.0, p_band=0.0, p_reverb=0.0, gain_db=(0.0, 0.0)))
+    items = [i for i in plan_epoch(pools, recipe, with_strings=True, g=torch.Generator().manual_seed(0)) if i[0] == "fillers"]
+    for seed in range(1, 30):
+        items += [i for i in plan_epoch(pools, recipe, True, torch.Generator().manual_seed(seed)) if i[0] == "fillers"]
+    n = len(pools.words)
+    sizes = [len(picks) for _, picks in items]
+    digits = sum(i < n for _, picks in items for i in picks) / sum(sizes)
+    assert min(sizes) == 1 and max(sizes) == recipe.filler_words
+    assert 0.1 < digits < recipe.filler_digits + 0.05  # a few digit words (fewer after the not-all-digits rule) ...
+    assert all(any(i >= n for i in picks) for _, picks in items)  # ... never all of them
+    g = torch.Generator().manual_seed(0)
+    for item in items[:40]:
+        _, tokens, spans = render(item, pools, recipe, 8000, g)
+        gaps = [(b0 - a1) / 8000 for (_, a1), (b0, _) in zip(spans, spans[1:])]
+        assert all(gap <= recipe.filler_gap_s + 1e-3 for gap in gaps)
+        assert planned_samples(item, pools, 8000) == sum(len(_clip) for _clip in
+                                                         (pools.words[i] if i < n else pools.fillers[i - n] for i in item[1]))
 
 
 def test_joined_words_come_at_like_levels_whatever_they_were_recorded_at():

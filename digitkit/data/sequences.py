@@ -147,13 +147,17 @@ class Pools:
 @dataclass(frozen=True)
 class Recipe:
     """An epoch's mixture for recordings in the wild: joined words with tempo changes per word, fluent overlaps and
-    repeats; each recorded string a few times; sequences of other words (the filler token) and of noise alone (no
-    token), so that neither reads as digits; every sequence then through `augment`."""
+    repeats; each recorded string a few times; fluent sequences of other words (each the filler token) with a few
+    digit words among them, and sequences of noise alone (no token), so that neither reads as digits; every sequence
+    then through `augment`."""
 
     max_words: int = 7
     p_single: float = 0.3
     string_repeats: int = 4
-    filler_share: float = 0.4  # sequences of fillers per epoch, as a share of the filler recordings / 2.5
+    filler_share: float = 0.4  # other-speech sequences per epoch, as a share of the filler recordings / 2.5
+    filler_words: int = 7  # an other-speech sequence holds 1 to this many words ...
+    filler_digits: float = 0.25  # ... of which about this share are digit words (labelled as digits), never all
+    filler_gap_s: float = 0.1  # ... joined with pauses of at most this long, or overlapping: fluent, as sentences are
     noise_share: float = 0.03  # noise-only sequences, as a share of all the others
     p_same_speaker: float = 0.5
     p_repeat: float = 0.15
@@ -162,7 +166,32 @@ class Recipe:
     augment: Augment = field(default_factory=Augment)
 
 
-Item = tuple[str, list[int]]  # ("words" | "fillers" | "string" | "noise", indices into that pool)
+# ("words" | "fillers" | "string" | "noise", indices into that pool); a "fillers" sequence indexes the digit words
+# and then the fillers as one list (`_other_clip`), since digit words come among the other speech
+Item = tuple[str, list[int]]
+
+
+def _other_speech(pools: Pools, recipe: Recipe, g: torch.Generator | None) -> Item:
+    """One fluent sequence of other speech. Isolated words joined with long pauses taught the filler for single
+    words only: fluent sentences then read as digits. A few digit words among them, as in "call me at five", keep
+    each word's label its own: a filler beside a digit is still filler, and the digit still a digit."""
+    n_words = len(pools.words)
+    draw_filler = lambda: n_words + int(torch.randint(len(pools.fillers), (), generator=g))
+    picks = []
+    for _ in range(int(torch.randint(1, recipe.filler_words + 1, (), generator=g))):
+        if n_words and float(torch.rand((), generator=g)) < recipe.filler_digits:
+            picks.append(int(torch.randint(n_words, (), generator=g)))
+        else:
+            picks.append(draw_filler())
+    if all(i < n_words for i in picks):  # other speech holds at least one word that is not a digit
+        picks[int(torch.randint(len(picks), (), generator=g))] = draw_filler()
+    return "fillers", picks
+
+
+def _other_clip(pools: Pools, i: int) -> tuple[torch.Tensor, int]:
+    """(recording, token) of index `i` of a "fillers" sequence."""
+    n_words = len(pools.words)
+    return (pools.words[i], pools.word_tokens[i]) if i < n_words else (pools.fillers[i - n_words], pools.filler_token)
 
 
 def _word_sequences(pools: Pools, recipe: Recipe, g: torch.Generator | None) -> list[Item]:
@@ -202,9 +231,7 @@ def plan_epoch(pools: Pools, recipe: Recipe, with_strings: bool, g: torch.Genera
     # without the strings, as many joined sequences instead: every epoch has the same number of steps
     items += strings if with_strings else _word_sequences(pools, recipe, g)[: len(strings)]
     if pools.fillers:
-        for _ in range(math.ceil(len(pools.fillers) / 2.5 * recipe.filler_share)):
-            k = int(torch.randint(1, 5, (), generator=g))
-            items.append(("fillers", torch.randint(len(pools.fillers), (k,), generator=g).tolist()))
+        items += [_other_speech(pools, recipe, g) for _ in range(math.ceil(len(pools.fillers) / 2.5 * recipe.filler_share))]
     items += [("noise", [])] * math.ceil(len(items) * recipe.noise_share)
     return [items[i] for i in torch.randperm(len(items), generator=g).tolist()]
 
@@ -218,8 +245,9 @@ def planned_samples(item: Item, pools: Pools, sample_rate: int) -> int:
         return int(1.75 * sample_rate)  # render draws 0.5-3 s
     if kind == "string":
         return len(pools.strings[picks[0]])
-    source = pools.words if kind == "words" else pools.fillers
-    return sum(len(source[i]) for i in picks)
+    if kind == "fillers":
+        return sum(len(_other_clip(pools, i)[0]) for i in picks)
+    return sum(len(pools.words[i]) for i in picks)
 
 
 def by_length(items: list[Any], batch_size: int, length: Callable[[Any], int], window: int,
@@ -251,14 +279,16 @@ def render(item: Item, pools: Pools, recipe: Recipe, sample_rate: int,
         edges = [torch.zeros(int(uniform(g, 0.0, 0.3) * sample_rate)) for _ in range(2)]
         wave = torch.cat([edges[0], wave, edges[1]])
         return recipe.augment(wave, sample_rate, pools.words, g), list(pools.string_tokens[picks[0]]), None
-    source = pools.words if kind == "words" else pools.fillers
-    tokens = [pools.word_tokens[i] for i in picks] if kind == "words" else [pools.filler_token] * len(picks)
+    if kind == "words":
+        clips, tokens = [pools.words[i] for i in picks], [pools.word_tokens[i] for i in picks]
+    else:
+        clips, tokens = (list(x) for x in zip(*(_other_clip(pools, i) for i in picks)))
     spans: list[tuple[int, int]] = []
     # each word at a level drawn within +-word_level_db of LEVEL_DB, not as recorded: the corpora were recorded
     # 30 dB apart (theo's FSDD words at -41 dBFS, jackson's at -19), and joined as recorded, a quiet word beside a
     # loud one was buried under the noise added at the loud one's SNR, its token kept: a target no ear could meet
     levels = [LEVEL_DB + uniform(g, -recipe.word_level_db, recipe.word_level_db) for _ in picks]
-    wave = join_words([set_level(random_speed(source[i], sample_rate, g), db) for i, db in zip(picks, levels)],
-                      sample_rate, g, gap_s=(0.0, 0.3),
-                      edge_s=(0.0, 0.3), spans=spans, overlap=recipe.overlap)
+    gap_s = (0.0, 0.3 if kind == "words" else recipe.filler_gap_s)
+    wave = join_words([set_level(random_speed(clip, sample_rate, g), db) for clip, db in zip(clips, levels)],
+                      sample_rate, g, gap_s=gap_s, edge_s=(0.0, 0.3), spans=spans, overlap=recipe.overlap)
     return recipe.augment(wave, sample_rate, pools.words, g), tokens, spans
