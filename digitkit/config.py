@@ -64,7 +64,7 @@ class TrainConfig:
     max_words: int = option(7, "Speech: the longest joined training sequence, in words.")
     bucket: bool = option(False, "Speech: batch training sequences of similar length, so a batch pads little (its "
                           "recurrent layers run as many steps as its longest sequence).",
-                          shown="off; on for speech on CUDA")
+                          shown="off; on for speech on CUDA and for `digits`")
     feature_norm: str = option("cmn", "Speech: how each utterance's log-mel features are normalised: cmn (each band's "
                                "mean taken off, one scale for all bands, so the bands a vowel is strong in stay "
                                "stronger) or cmvn (each band to unit variance, as checkpoints before it).",
