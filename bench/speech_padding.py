@@ -20,16 +20,6 @@ import sys
 import torch
 
 
-class _Quiet:
-    """The reporter `prepare` logs to: progress goes to stderr, as digitkit's own does."""
-
-    def info(self, message: str) -> None:
-        print(message, file=sys.stderr)
-
-    def __getattr__(self, name: str):
-        return lambda *args, **kwargs: None
-
-
 def padding(batches: list[list], length) -> tuple[float, float]:
     """(padded samples over real samples, sum of each batch's longest sequence in samples)."""
     real = sum(length(item) for batch in batches for item in batch)
@@ -40,7 +30,8 @@ def padding(batches: list[list], length) -> tuple[float, float]:
 def main() -> None:
     from digitkit.config import TrainConfig
     from digitkit.data.paths import resolve_data_dir
-    from digitkit.data.sequences import by_length, planned_samples
+    from digitkit.data.sequences import by_length, plan_epoch, planned_samples
+    from digitkit.report import ConsoleReporter
     from digitkit.tasks.speech import BUCKET_WINDOW, SpeechTask
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -50,13 +41,13 @@ def main() -> None:
     args = parser.parse_args()
 
     cfg = TrainConfig(dataset="digits", model="lstm", batch_size=args.batch)
-    prepared = SpeechTask().prepare(cfg, resolve_data_dir(args.data_dir), torch.device("cpu"), False, _Quiet())
+    prepared = SpeechTask().prepare(cfg, resolve_data_dir(args.data_dir), torch.device("cpu"), False, ConsoleReporter())
     data = prepared.batches
-    data.aligned_phase = False  # the CTC phase's plan, with the recorded strings
     length = lambda item: planned_samples(item, data.pools, data.sample_rate)
     rows = []
     for epoch in range(args.epochs):
-        plan = data._plan(torch.Generator().manual_seed(epoch))
+        # the CTC phase's plan, with the recorded strings
+        plan = plan_epoch(data.pools, data.recipe, True, torch.Generator().manual_seed(epoch))
         plain = [plan[i : i + args.batch] for i in range(0, len(plan), args.batch)]
         bucketed = by_length(plan, args.batch, length, BUCKET_WINDOW, torch.Generator().manual_seed(epoch))
         (pad_plain, steps_plain), (pad_bucket, steps_bucket) = padding(plain, length), padding(bucketed, length)
