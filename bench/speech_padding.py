@@ -23,16 +23,16 @@ import torch
 def padding(batches: list[list], length) -> tuple[float, float]:
     """(padded samples over real samples, sum of each batch's longest sequence in samples)."""
     real = sum(length(item) for batch in batches for item in batch)
-    padded = sum(max(map(length, batch)) * len(batch) for batch in batches)
-    return padded / real, float(sum(max(map(length, batch)) for batch in batches))
+    longest = [max(map(length, batch)) for batch in batches]
+    return sum(most * len(batch) for most, batch in zip(longest, batches)) / real, float(sum(longest))
 
 
 def main() -> None:
     from digitkit.config import TrainConfig
     from digitkit.data.paths import resolve_data_dir
-    from digitkit.data.sequences import by_length, plan_epoch, planned_samples
+    from digitkit.data.sequences import plan_epoch, planned_samples
     from digitkit.report import ConsoleReporter
-    from digitkit.tasks.speech import BUCKET_WINDOW, SpeechTask
+    from digitkit.tasks.speech import SpeechTask
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=3)
@@ -48,8 +48,8 @@ def main() -> None:
     for epoch in range(args.epochs):
         # the CTC phase's plan, with the recorded strings
         plan = plan_epoch(data.pools, data.recipe, True, torch.Generator().manual_seed(epoch))
-        plain = [plan[i : i + args.batch] for i in range(0, len(plan), args.batch)]
-        bucketed = by_length(plan, args.batch, length, BUCKET_WINDOW, torch.Generator().manual_seed(epoch))
+        plain = data.batches(plan, args.batch, bucket=False)
+        bucketed = data.batches(plan, args.batch, bucket=True, order_rng=torch.Generator().manual_seed(epoch))
         (pad_plain, steps_plain), (pad_bucket, steps_bucket) = padding(plain, length), padding(bucketed, length)
         rows.append({"epoch": epoch, "sequences": len(plan), "batches": len(plain),
                      "padded_over_real": {"random": round(pad_plain, 3), "bucket": round(pad_bucket, 3)},
