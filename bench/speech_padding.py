@@ -30,7 +30,7 @@ def padding(batches: list[list], length) -> tuple[float, float]:
 def main() -> None:
     from digitkit.config import TrainConfig
     from digitkit.data.paths import resolve_data_dir
-    from digitkit.data.sequences import plan_epoch, planned_samples
+    from digitkit.data.sequences import plan_epoch
     from digitkit.report import ConsoleReporter
     from digitkit.tasks.speech import SpeechTask
 
@@ -43,14 +43,13 @@ def main() -> None:
     cfg = TrainConfig(dataset="digits", model="lstm", batch_size=args.batch)
     prepared = SpeechTask().prepare(cfg, resolve_data_dir(args.data_dir), torch.device("cpu"), False, ConsoleReporter())
     data = prepared.batches
-    length = lambda item: planned_samples(item, data.pools, data.sample_rate)
     rows = []
     for epoch in range(args.epochs):
         # the CTC phase's plan, with the recorded strings
         plan = plan_epoch(data.pools, data.recipe, True, torch.Generator().manual_seed(epoch))
         plain = data.batches(plan, args.batch, bucket=False)
         bucketed = data.batches(plan, args.batch, bucket=True, order_rng=torch.Generator().manual_seed(epoch))
-        (pad_plain, steps_plain), (pad_bucket, steps_bucket) = padding(plain, length), padding(bucketed, length)
+        (pad_plain, steps_plain), (pad_bucket, steps_bucket) = padding(plain, data.planned_length), padding(bucketed, data.planned_length)
         rows.append({"epoch": epoch, "sequences": len(plan), "batches": len(plain),
                      "padded_over_real": {"random": round(pad_plain, 3), "bucket": round(pad_bucket, 3)},
                      "longest_sum_seconds": {"random": round(steps_plain / data.sample_rate, 1),

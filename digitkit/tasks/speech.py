@@ -149,12 +149,15 @@ class SpeechBatches:
         wave = join_words([self.train_waves[i] for i in picks], self.sample_rate, spans=spans)
         return wave, [self.train_tokens[i] for i in picks], spans
 
+    def planned_length(self, item) -> int:
+        """A planned sequence's length in samples before rendering (`planned_samples`): what `--bucket` sorts by."""
+        return planned_samples(item, self.pools, self.sample_rate)
+
     def batches(self, sequences: list, batch_size: int, bucket: bool, order_rng: torch.Generator | None = None) -> list[list]:
         """An epoch's planned sequences cut into batches: of similar length where `bucket` (`by_length`), else in
         their (already random) order."""
         if bucket:
-            return by_length(sequences, batch_size, lambda item: planned_samples(item, self.pools, self.sample_rate),
-                             BUCKET_WINDOW, order_rng)
+            return by_length(sequences, batch_size, self.planned_length, BUCKET_WINDOW, order_rng)
         return [sequences[start : start + batch_size] for start in range(0, len(sequences), batch_size)]
 
     def train_batches(self, batch_size: int, order_rng: torch.Generator | None = None, world: World = World()) -> Iterator[tuple[tuple, tuple, int]]:
