@@ -49,7 +49,8 @@ def main() -> None:
         plan = plan_epoch(data.pools, data.recipe, True, torch.Generator().manual_seed(epoch))
         plain = data.batches(plan, args.batch, bucket=False)
         bucketed = data.batches(plan, args.batch, bucket=True, order_rng=torch.Generator().manual_seed(epoch))
-        (pad_plain, steps_plain), (pad_bucket, steps_bucket) = padding(plain, data.planned_length), padding(bucketed, data.planned_length)
+        pad_plain, steps_plain = padding(plain, data.planned_length)
+        pad_bucket, steps_bucket = padding(bucketed, data.planned_length)
         rows.append({"epoch": epoch, "sequences": len(plan), "batches": len(plain),
                      "padded_over_real": {"random": round(pad_plain, 3), "bucket": round(pad_bucket, 3)},
                      "longest_sum_seconds": {"random": round(steps_plain / data.sample_rate, 1),
